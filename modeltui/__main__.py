@@ -1,0 +1,3 @@
+from modeltui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""Read a ``torch.distributed.checkpoint`` folder without running its pickle.
+
+torch reads ``.metadata`` with a plain ``pickle.load``; we unpickle it with an
+allow-list of the metadata classes instead, and read each tensor's chunks from
+the ``.distcp`` files with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from typing import Any
+
+from modeltui.core.errors import CheckpointError, UnsafeCheckpointError
+from modeltui.core.structure import from_state_dict_entries
+
+_ALLOWED_MODULES = (
+    "torch.distributed.checkpoint.metadata",
+    "torch.distributed.checkpoint.filesystem",
+    "torch.distributed.checkpoint._extension",
+)
+_ALLOWED_EXTRA = {
+    ("torch", "Size"),
+    ("torch.serialization", "_get_layout"),
+    ("collections", "OrderedDict"),
+    ("pathlib", "PosixPath"),
+    ("pathlib", "WindowsPath"),
+    ("pathlib", "PurePosixPath"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+}
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        import torch
+
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        if (module, name) in _ALLOWED_EXTRA or (module in _ALLOWED_MODULES and not name.startswith("__")):
+            obj = getattr(__import__(module, fromlist=[name]), name)
+            if module in _ALLOWED_MODULES and not isinstance(obj, type):
+                raise UnsafeCheckpointError(f".metadata asks for {module}.{name}, which is not a metadata class", [f"{module}.{name}"])
+            return obj
+        raise UnsafeCheckpointError(
+            f".metadata asks for {module}.{name}, which a distributed checkpoint's metadata never needs; refused",
+            [f"{module}.{name}"],
+        )
+
+
+def read_metadata(folder: str):
+    """Unpickle ``folder/.metadata`` with only the DCP metadata classes."""
+    path = os.path.join(folder, ".metadata")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        return _MetadataUnpickler(io.BytesIO(data)).load()
+    except UnsafeCheckpointError:
+        raise
+    except Exception as e:
+        raise CheckpointError(f"{os.path.basename(folder)}/.metadata: cannot read distributed checkpoint metadata ({type(e).__name__}: {e})") from None
+
+
+def open_dcp(folder: str, target: str):
+    """List a DCP folder's tensors from its metadata; values on demand."""
+    from torch.distributed.checkpoint.metadata import BytesStorageMetadata, TensorStorageMetadata
+
+    md = read_metadata(folder)
+    sdm = getattr(md, "state_dict_metadata", None)
+    if not isinstance(sdm, dict):
+        raise CheckpointError(f"{os.path.basename(folder)}/.metadata: no state_dict_metadata")
+    entries = []
+    other: dict[str, Any] = {}
+    for fqn, item in sdm.items():
+        if isinstance(item, TensorStorageMetadata):
+            dtype = str(item.properties.dtype).removeprefix("torch.")
+            entries.append((fqn, tuple(int(d) for d in item.size), dtype, "cpu"))
+        elif isinstance(item, BytesStorageMetadata):
+            other[fqn] = "bytes (pickled object, not loaded)"
+    meta = {"format": "torch.distributed.checkpoint", "version": getattr(md, "version", None)}
+    if other:
+        meta["objects"] = other
+    info = from_state_dict_entries(target, entries, metadata=meta)
+    return info, None, DCPSource(folder, md)
+
+
+class DCPSource:
+    """Assembles a tensor from its chunks in the ``.distcp`` files."""
+
+    def __init__(self, folder: str, md: Any):
+        self.folder = folder
+        self.md = md
+        self.index: dict[str, list[tuple[Any, Any]]] = {}
+        for key, sinfo in (md.storage_data or {}).items():
+            self.index.setdefault(key.fqn, []).append((key, sinfo))
+
+    def get(self, name: str):
+        import torch
+
+        item = self.md.state_dict_metadata[name]
+        out = torch.empty(tuple(item.size), dtype=item.properties.dtype)
+        for key, sinfo in self.index.get(name, []):
+            if getattr(sinfo, "transform_descriptors", None):
+                raise CheckpointError(f"'{name}' is stored with transforms {sinfo.transform_descriptors}, which modeltui does not read yet")
+            path = os.path.normpath(os.path.join(self.folder, sinfo.relative_path))
+            if not os.path.abspath(path).startswith(os.path.abspath(self.folder) + os.sep):
+                raise CheckpointError(f"'{name}': data file '{sinfo.relative_path}' lies outside the checkpoint folder")
+            try:
+                with open(path, "rb") as f:
+                    f.seek(sinfo.offset)
+                    blob = f.read(sinfo.length)
+                chunk = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+            except Exception as e:
+                raise CheckpointError(f"'{name}': cannot read its data from {sinfo.relative_path} ({type(e).__name__}: {e})") from None
+            offsets = tuple(int(o) for o in key.offset) if key.offset is not None else (0,) * out.dim()
+            view = out
+            for dim, (o, s) in enumerate(zip(offsets, chunk.shape)):
+                view = view.narrow(dim, o, s)
+            view.copy_(chunk)
+        return out
+
+    def close(self) -> None:
+        pass

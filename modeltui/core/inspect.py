@@ -1,0 +1,124 @@
+"""Turn a live ``nn.Module`` into a :class:`ModelInfo`.
+
+Walks ``_modules`` itself rather than ``named_modules()`` so a module used at
+two places (the book's ``shared`` layer) appears at both paths, and finds
+constant tensors: plain tensor attributes that ``state_dict`` leaves out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from modeltui.core.structure import ModelInfo, ModuleInfo, TensorInfo, finish
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` -> ``"float32"``."""
+    return str(dtype).removeprefix("torch.")
+
+
+def tensor_identity(t: torch.Tensor) -> Any:
+    """A key equal for the same tensor object or the same view of one memory."""
+    if isinstance(t, nn.parameter.UninitializedTensorMixin) or t.is_meta:
+        return ("id", id(t))
+    try:
+        ptr = t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):
+        return ("id", id(t))
+    if ptr == 0:
+        return ("id", id(t))
+    return ("mem", t.device.type, t.device.index, ptr, t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+
+
+def module_tensors(module: nn.Module) -> list[tuple[str, torch.Tensor, str, bool]]:
+    """Own tensors of a module: ``(attr, tensor, kind, persistent)``."""
+    out: list[tuple[str, torch.Tensor, str, bool]] = []
+    params = module._parameters
+    buffers = module._buffers
+    for name, p in params.items():
+        if p is not None:
+            out.append((name, p, "parameter", True))
+    if buffers:
+        non_persistent = getattr(module, "_non_persistent_buffers_set", ())
+        for name, b in buffers.items():
+            if b is not None:
+                out.append((name, b, "buffer", name not in non_persistent))
+    Tensor, Param = torch.Tensor, nn.Parameter
+    for name, v in module.__dict__.items():
+        if isinstance(v, Tensor) and not isinstance(v, Param) and name not in buffers and name not in params:
+            out.append((name, v, "constant", False))
+    return out
+
+
+def walk_modules(model: nn.Module):
+    """Yield ``(path, module)`` in tree order, shared modules at every path.
+
+    A module that contains itself (a cycle) is yielded once per path and not
+    descended into again.
+    """
+    stack: list[tuple[str, nn.Module, tuple[int, ...]]] = [("", model, ())]
+    while stack:
+        path, mod, ancestors = stack.pop()
+        yield path, mod
+        kids = [(k, m) for k, m in mod._modules.items() if m is not None]
+        for k, m in reversed(kids):
+            if id(m) in ancestors or m is mod:
+                continue
+            stack.append((f"{path}.{k}" if path else k, m, ancestors + (id(mod),)))
+
+
+def from_module(model: nn.Module, target: str) -> tuple[ModelInfo, dict[str, torch.Tensor]]:
+    """Describe ``model``; also return its tensors by full name (for values)."""
+    modules: dict[str, ModuleInfo] = {}
+    tensors: dict[str, TensorInfo] = {}
+    by_name: dict[str, torch.Tensor] = {}
+    identity: dict[str, Any] = {}
+    paths_of: dict[int, list[str]] = {}
+    lazy_count = 0
+    for path, mod in walk_modules(model):
+        try:
+            extra = mod.extra_repr()
+        except Exception as e:  # a user's extra_repr may fail on odd states
+            extra = f"<extra_repr failed: {type(e).__name__}>"
+        info = ModuleInfo(path, type(mod).__name__, extra_repr=extra)
+        modules[path] = info
+        paths_of.setdefault(id(mod), []).append(path)
+        if path:
+            parent = path.rsplit(".", 1)[0] if "." in path else ""
+            modules[parent].children.append(path)
+        for attr, t, kind, persistent in module_tensors(mod):
+            name = f"{path}.{attr}" if path else attr
+            uninit = isinstance(t, nn.parameter.UninitializedTensorMixin)
+            if uninit:
+                lazy_count += 1
+                info.lazy = True
+            grad = t.grad if kind == "parameter" and not uninit else None
+            tensors[name] = TensorInfo(
+                name=name,
+                module=path,
+                attr=attr,
+                kind=kind,
+                shape=None if uninit else tuple(t.shape),
+                dtype=dtype_name(t.dtype),
+                device=str(t.device),
+                requires_grad=bool(t.requires_grad) if kind == "parameter" else False,
+                has_grad=grad is not None,
+                persistent=persistent,
+            )
+            info.tensors.append(name)
+            by_name[name] = t
+            identity[name] = tensor_identity(t)
+    for paths in paths_of.values():
+        if len(paths) > 1:
+            for p in paths:
+                modules[p].shared_with = [o for o in paths if o != p]
+    result = ModelInfo(target, "module", modules, tensors)
+    finish(result, identity)
+    if lazy_count:
+        result.warnings.append(
+            f"{lazy_count} lazy parameter(s) are uninitialised; pass -i/--input-shape to materialise them"
+        )
+    return result, by_name

@@ -1,0 +1,195 @@
+"""Tensor statistics: exact, chunked, overflow-free, cancellable.
+
+Chunks are upcast (float64 on CPU, float32 on accelerators) and their moments
+merged, so fp16/bf16 sums never overflow and 100M+ element tensors never need
+a full upcast copy. NaN and Inf are counted, never mixed into min/max/mean.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from modeltui.core.errors import Cancelled, StatsError
+
+CHUNK = 1 << 22  # elements per chunk: 32 MiB as float64
+SAMPLE = 1 << 20  # values drawn for quantiles
+QUANTILES = (0.01, 0.25, 0.5, 0.75, 0.99)
+_NATIVE_FLOATS = ("float16", "bfloat16", "float32", "float64")
+
+
+@dataclass(slots=True)
+class TensorStats:
+    """Summary statistics of one tensor. Float fields are None when undefined."""
+
+    numel: int
+    dtype: str
+    finite: int = 0  # finite (non-NaN, non-Inf) elements
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    std: float | None = None  # population std over finite values
+    norm: float | None = None  # L2 norm over finite values
+    zeros: int = 0
+    nan: int = 0
+    posinf: int = 0
+    neginf: int = 0
+    hist_counts: list[int] = field(default_factory=list)
+    hist_edges: list[float] = field(default_factory=list)  # len(counts) + 1 edges
+    quantiles: dict[str, float] = field(default_factory=dict)  # from a sample of at most SAMPLE values
+    sampled: bool = False  # True when quantiles come from a sample
+
+    @property
+    def inf(self) -> int:
+        return self.posinf + self.neginf
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+def _chunks(flat, size: int):
+    n = flat.numel()
+    for start in range(0, n, size):
+        yield flat[start:start + size]
+
+
+def _flat(t):
+    if t.is_contiguous():
+        return t.reshape(-1)
+    return t.contiguous().reshape(-1)
+
+
+def tensor_stats(
+    t,
+    *,
+    bins: int = 32,
+    chunk: int = CHUNK,
+    should_stop: Callable[[], bool] | None = None,
+) -> TensorStats:
+    """Compute :class:`TensorStats` for ``t`` in chunks.
+
+    ``should_stop`` is polled between chunks; when it returns True the
+    computation raises :class:`Cancelled`.
+    """
+    import torch
+
+    if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):
+        raise StatsError("uninitialised lazy parameter: run a forward pass first (f, or -i/--input-shape)")
+    if t.is_meta:
+        raise StatsError("tensor on the meta device has no values")
+    t = t.detach()
+    dtype = str(t.dtype).removeprefix("torch.")
+    if t.is_complex():
+        t = t.abs()
+    acc = torch.float64 if t.device.type == "cpu" else torch.float32
+    if t.device.type == "mps":
+        acc = torch.float32
+    flat = _flat(t)
+    numel = flat.numel()
+    st = TensorStats(numel=numel, dtype=dtype)
+    if numel == 0:
+        return st
+    is_float = flat.is_floating_point()
+    is_bool = flat.dtype == torch.bool
+    exact_int = not is_float and not is_bool
+
+    count = 0
+    mean = 0.0
+    m2 = 0.0
+    sumsq = 0.0
+    lo = hi = None
+    for c in _chunks(flat, chunk):
+        if should_stop is not None and should_stop():
+            raise Cancelled()
+        if is_float and str(c.dtype).removeprefix("torch.") not in _NATIVE_FLOATS:
+            c = c.float()  # float8 and friends lack most kernels
+        if is_float:
+            nan = torch.isnan(c)
+            posinf = torch.isposinf(c)
+            neginf = torch.isneginf(c)
+            st.nan += int(nan.sum())
+            st.posinf += int(posinf.sum())
+            st.neginf += int(neginf.sum())
+            bad = nan | posinf | neginf
+            good = c[~bad] if bool(bad.any()) else c
+        else:
+            good = c
+        st.zeros += int((good == 0).sum())
+        n = good.numel()
+        if n == 0:
+            continue
+        if exact_int:
+            cmin, cmax = good.min().item(), good.max().item()
+        elif is_bool:
+            cmin, cmax = int(good.min()), int(good.max())
+        else:
+            a, b = torch.aminmax(good)
+            cmin, cmax = float(a), float(b)
+        lo = cmin if lo is None else min(lo, cmin)
+        hi = cmax if hi is None else max(hi, cmax)
+        x = good.to(acc)
+        cmean = float(x.mean())
+        d = x - cmean
+        cm2 = float((d * d).sum())
+        sumsq += float((x * x).sum())
+        # Chan et al.: merge the chunk's moments into the running ones
+        total = count + n
+        delta = cmean - mean
+        mean += delta * n / total
+        m2 += cm2 + delta * delta * count * n / total
+        count = total
+    st.finite = count
+    if count:
+        st.min, st.max = lo, hi
+        st.mean = mean
+        st.std = math.sqrt(max(m2 / count, 0.0))
+        st.norm = math.sqrt(sumsq)
+        st.hist_counts, st.hist_edges = _histogram(flat, float(lo), float(hi), bins, chunk, acc, is_float, should_stop, count)
+        st.quantiles = _quantiles(flat, acc, is_float)
+        st.sampled = numel > SAMPLE
+    return st
+
+
+def _histogram(flat, lo: float, hi: float, bins: int, chunk: int, acc, is_float: bool, should_stop, count: int):
+    import torch
+
+    if hi == lo:
+        return [count], [lo, hi]
+    if not is_float and hi - lo + 1 <= bins:
+        # one bin per integer value
+        bins = int(hi - lo + 1)
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = [lo + (hi - lo) * i / bins for i in range(bins + 1)]
+    counts = torch.zeros(bins, dtype=torch.int64, device=flat.device)
+    scale = bins / (hi - lo)
+    for c in _chunks(flat, chunk):
+        if should_stop is not None and should_stop():
+            raise Cancelled()
+        x = c.float().to(acc) if is_float and c.element_size() == 1 else c.to(acc)
+        if is_float:
+            x = x[torch.isfinite(x)]
+        idx = ((x - lo) * scale).floor().clamp_(0, bins - 1).to(torch.int64)
+        counts += torch.bincount(idx, minlength=bins)
+    return counts.tolist(), edges
+
+
+def _quantiles(flat, acc, is_float: bool) -> dict[str, float]:
+    import torch
+
+    n = flat.numel()
+    if n > SAMPLE:
+        g = torch.Generator(device="cpu").manual_seed(0)
+        idx = torch.randint(0, n, (SAMPLE,), generator=g).to(flat.device)
+        x = flat[idx]
+    else:
+        x = flat
+    x = x.float().to(acc) if (is_float and x.element_size() == 1) else x.to(acc)
+    if is_float:
+        x = x[torch.isfinite(x)]
+    if x.numel() == 0:
+        return {}
+    if x.numel() > 1 << 24:  # torch.quantile's limit
+        x = x[: 1 << 24]
+    q = torch.quantile(x, torch.tensor(QUANTILES, dtype=x.dtype, device=x.device))
+    return {f"p{round(p * 100)}": float(v) for p, v in zip(QUANTILES, q.tolist())}

@@ -1,0 +1,300 @@
+"""The module tree model: modules, tensors, tied groups and totals.
+
+Plain data only, no torch at import time: a checkpoint header becomes a
+``ModelInfo`` without loading torch (time to first paint), and a live
+``nn.Module`` becomes one through :func:`modeltui.core.from_module`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+# bytes per element, by torch dtype name (without "torch.")
+ITEMSIZE: dict[str, float] = {
+    "bool": 1, "uint8": 1, "int8": 1, "float8_e5m2": 1, "float8_e4m3fn": 1,
+    "float8_e5m2fnuz": 1, "float8_e4m3fnuz": 1, "float8_e8m0fnu": 1,
+    "int16": 2, "uint16": 2, "float16": 2, "bfloat16": 2,
+    "int32": 4, "uint32": 4, "float32": 4, "complex32": 4,
+    "int64": 8, "uint64": 8, "float64": 8, "complex64": 8, "complex128": 16,
+    "float4_e2m1fn_x2": 1, "qint8": 1, "quint8": 1, "qint32": 4,
+}
+
+KINDS = ("parameter", "buffer", "constant", "tensor")
+
+
+@dataclass(slots=True)
+class TensorInfo:
+    """One tensor of the model, as the tree and the tables show it."""
+
+    name: str  # full dotted name, e.g. "encoder.0.weight"
+    module: str  # path of the owning module ("" for the root)
+    attr: str  # name inside its module, e.g. "weight"
+    kind: str  # parameter | buffer | constant | tensor
+    shape: tuple[int, ...] | None  # None: an uninitialised lazy parameter
+    dtype: str
+    device: str = "cpu"
+    requires_grad: bool = False
+    has_grad: bool = False
+    persistent: bool = True  # False for non-persistent buffers (not in state_dict)
+    tied_with: list[str] = field(default_factory=list)
+
+    @property
+    def numel(self) -> int:
+        """Number of elements (0 for an uninitialised lazy parameter)."""
+        if self.shape is None:
+            return 0
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the data (not counting storage shared with others)."""
+        return int(self.numel * ITEMSIZE.get(self.dtype, 4))
+
+    @property
+    def initialised(self) -> bool:
+        return self.shape is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "shape": list(self.shape) if self.shape is not None else None,
+            "dtype": self.dtype,
+            "device": self.device,
+            "requires_grad": self.requires_grad,
+            "tied_with": list(self.tied_with),
+        }
+
+
+@dataclass(slots=True)
+class ModuleInfo:
+    """One node of the module tree."""
+
+    path: str  # "" for the root
+    type: str  # class name; "" for a key prefix of a bare state_dict
+    children: list[str] = field(default_factory=list)  # child paths, in order
+    tensors: list[str] = field(default_factory=list)  # names of its own tensors
+    params: int = 0  # unique parameter elements in its subtree
+    own_params: int = 0  # unique parameter elements of its own
+    extra_repr: str = ""
+    lazy: bool = False  # has uninitialised lazy parameters
+    shared_with: list[str] = field(default_factory=list)  # other paths of the same module object
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit(".", 1)[-1] if self.path else ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "type": self.type, "params": self.params, "children": list(self.children)}
+
+
+@dataclass
+class ModelInfo:
+    """Everything the screen and ``--json`` show about an opened target."""
+
+    target: str
+    kind: str  # "module" | "state_dict"
+    modules: dict[str, ModuleInfo]
+    tensors: dict[str, TensorInfo]
+    tied_groups: list[list[str]] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    total_params: int = 0
+    trainable_params: int = 0
+    total_bytes: int = 0
+
+    @property
+    def root(self) -> ModuleInfo:
+        return self.modules[""]
+
+    def dtypes(self) -> list[str]:
+        return sorted({t.dtype for t in self.tensors.values()})
+
+    def devices(self) -> list[str]:
+        return sorted({t.device for t in self.tensors.values()})
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable ``--json`` contract (see README)."""
+        return {
+            "target": self.target,
+            "kind": self.kind,
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "total_bytes": self.total_bytes,
+            "modules": [m.to_json() for m in self.modules.values()],
+            "tensors": [t.to_json() for t in self.tensors.values()],
+            "metadata": self.metadata,
+            "warnings": list(self.warnings),
+        }
+
+
+def _parent(path: str) -> str:
+    return path.rsplit(".", 1)[0] if "." in path else ""
+
+
+def natural_key(name: str) -> tuple:
+    """Sort ``blocks.2`` before ``blocks.10``."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in name.split("."))
+
+
+def _last_key(path: str) -> tuple:
+    last = path.rpartition(".")[2]
+    return (0, int(last), "") if last.isdigit() else (1, 0, last)
+
+
+def from_state_dict_entries(
+    target: str,
+    entries: Iterable[tuple[str, tuple[int, ...], str, str]],
+    *,
+    aliases: dict[str, str] | None = None,
+    storage_keys: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    warnings: list[str] | None = None,
+    sort: bool = False,
+) -> ModelInfo:
+    """Build the key tree of a checkpoint without an architecture.
+
+    ``entries`` yields ``(name, shape, dtype, device)``. ``aliases`` maps a
+    name that was deduplicated on save to the name that holds its data;
+    ``storage_keys`` maps names to an identity of their storage, so tensors
+    saved sharing memory come out as one tied group. ``sort`` orders children
+    naturally (for formats whose key order is alphabetical, like safetensors).
+    """
+    root = ModuleInfo("", "")
+    modules: dict[str, ModuleInfo] = {"": root}
+    tensors: dict[str, TensorInfo] = {}
+
+    def module_for(path: str) -> ModuleInfo:
+        m = modules.get(path)
+        if m is None:
+            parent = module_for(path.rpartition(".")[0])
+            m = ModuleInfo(path, "", [], [])
+            modules[path] = m
+            parent.children.append(path)
+        return m
+
+    last_path, last_mod = None, root
+    for name, shape, dtype, device in entries:
+        mod_path, _, attr = name.rpartition(".")
+        tensors[name] = TensorInfo(name, mod_path, attr, "tensor", shape, dtype, device, False, False, True, [])
+        if mod_path != last_path:
+            last_path, last_mod = mod_path, module_for(mod_path)
+        last_mod.tensors.append(name)
+
+    keys: dict[str, Any] | None = dict(storage_keys) if storage_keys else None
+    for alias, real in (aliases or {}).items():
+        if real in tensors and alias not in tensors:
+            src = tensors[real]
+            mod_path, _, attr = alias.rpartition(".")
+            tensors[alias] = TensorInfo(alias, mod_path, attr, "tensor", src.shape, src.dtype, src.device)
+            module_for(mod_path).tensors.append(alias)
+            if keys is None:
+                keys = {}
+            keys[alias] = keys.get(real, ("name", real))
+            keys.setdefault(real, ("name", real))
+    if sort:
+        for m in modules.values():
+            if len(m.children) > 1:
+                m.children.sort(key=_last_key)
+            if len(m.tensors) > 1:
+                m.tensors.sort(key=_last_key)
+        ordered: dict[str, ModuleInfo] = {}
+        stack = [""]
+        while stack:
+            m = modules[stack.pop()]
+            ordered[m.path] = m
+            stack.extend(reversed(m.children))
+        modules = ordered
+        tensors = {n: tensors[n] for m in modules.values() for n in m.tensors}
+    info = ModelInfo(target, "state_dict", modules, tensors, metadata=dict(metadata or {}), warnings=list(warnings or []))
+    finish(info, keys, counted_kinds=("tensor",))
+    return info
+
+
+def finish(info: ModelInfo, identity: dict[str, Any] | None, counted_kinds: tuple[str, ...] = ("parameter",)) -> None:
+    """Fill tied groups, per-module counts and totals from tensor identities.
+
+    ``identity`` maps tensor names to a hashable key that is equal for
+    tensors that are the same object or view the same memory; a name it
+    lacks (or ``None`` for all) is its own identity. Tied tensors count once
+    in every total.
+    """
+    if not identity:
+        _finish_distinct(info, counted_kinds)
+        return
+    identity = {n: identity.get(n, ("name", n)) for n in info.tensors}
+    groups: dict[Any, list[str]] = {}
+    for name in info.tensors:
+        groups.setdefault(identity[name], []).append(name)
+    info.tied_groups = [g for g in groups.values() if len(g) > 1]
+    for g in info.tied_groups:
+        for n in g:
+            info.tensors[n].tied_with = [o for o in g if o != n]
+
+    counted = {n for n, t in info.tensors.items() if t.kind in counted_kinds}
+    seen: set[Any] = set()
+    seen_bytes: set[Any] = set()
+    total = trainable = nbytes = 0
+    for name, t in info.tensors.items():
+        key = identity[name]
+        if key not in seen_bytes:
+            seen_bytes.add(key)
+            nbytes += t.nbytes
+        if name in counted and key not in seen:
+            seen.add(key)
+            total += t.numel
+            if t.requires_grad or t.kind == "tensor":
+                trainable += t.numel
+    info.total_params, info.trainable_params, info.total_bytes = total, trainable, nbytes
+
+    # Subtree counts: plain sums unless some counted tensor appears twice.
+    has_ties = any(n in counted for g in info.tied_groups for n in g)
+    order = list(info.modules)  # parents come before their children
+    if not has_ties:
+        for path in reversed(order):
+            m = info.modules[path]
+            m.own_params = sum(info.tensors[n].numel for n in m.tensors if n in counted)
+            m.params = m.own_params + sum(info.modules[c].params for c in m.children)
+        return
+    numel = {identity[n]: info.tensors[n].numel for n in counted}
+    subtree: dict[str, set[Any]] = {}
+    for path in reversed(order):
+        m = info.modules[path]
+        own = {identity[n] for n in m.tensors if n in counted}
+        m.own_params = sum(numel[k] for k in own)
+        keys = set(own)
+        for c in m.children:
+            keys |= subtree[c]
+        subtree[path] = keys
+        m.params = sum(numel[k] for k in keys)
+
+
+def _finish_distinct(info: ModelInfo, counted_kinds: tuple[str, ...]) -> None:
+    """:func:`finish` when no two tensors share memory (the fast path)."""
+    info.tied_groups = []
+    total = trainable = nbytes = 0
+    own: dict[str, int] = {}
+    for t in info.tensors.values():
+        shape = t.shape
+        n = 1
+        if shape is None:
+            n = 0
+        else:
+            for d in shape:
+                n *= d
+        nbytes += int(n * ITEMSIZE.get(t.dtype, 4))
+        if t.kind in counted_kinds:
+            total += n
+            if t.requires_grad or t.kind == "tensor":
+                trainable += n
+            own[t.module] = own.get(t.module, 0) + n
+    info.total_params, info.trainable_params, info.total_bytes = total, trainable, nbytes
+    modules = info.modules
+    for path in reversed(list(modules)):
+        m = modules[path]
+        m.own_params = own.get(path, 0)
+        m.params = m.own_params + sum(modules[c].params for c in m.children)

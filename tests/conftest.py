@@ -1,0 +1,36 @@
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+@pytest.fixture(scope="session")
+def ckpts(tmp_path_factory):
+    """Every sample checkpoint format, written once per test session."""
+    from sample_models.checkpoints import write_all
+
+    return write_all(str(tmp_path_factory.mktemp("ckpts")))
+
+
+@pytest.fixture(scope="session")
+def reference_state_dict():
+    from sample_models.checkpoints import model_for_checkpoints
+
+    return model_for_checkpoints().state_dict()
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:
+        has_cuda = False
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip)
