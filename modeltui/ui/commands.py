@@ -1,0 +1,51 @@
+"""Command palette: go to any module or tensor by name."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from textual.command import Hit, Hits, Provider
+
+from modeltui.ui.widgets import NodeRef
+
+MAX_HITS = 50
+
+
+class GoToProvider(Provider):
+    """``Go to encoder.0.weight``: substring filter first, then fuzzy scoring.
+
+    Scanning names with ``in`` keeps the palette quick on models with tens of
+    thousands of modules; only the first candidates are scored.
+    """
+
+    def _refs(self):
+        app = self.app
+        info = getattr(app, "info", None)
+        if info is None:
+            return []
+        refs = [NodeRef("module", p) for p in info.modules if p]
+        refs += [NodeRef("tensor", n) for n in info.tensors]
+        return refs
+
+    async def search(self, query: str) -> Hits:
+        q = query.strip().lower()
+        if not q:
+            return
+        matcher = self.matcher(query)
+        info = self.app.info
+        found = 0
+        for ref in self._refs():
+            label = ref.name
+            extra = info.modules[ref.name].type if ref.kind == "module" else info.tensors[ref.name].dtype
+            if q not in label.lower() and q not in (extra or "").lower():
+                continue
+            score = matcher.match(label) or 0.1
+            yield Hit(
+                score,
+                matcher.highlight(f"Go to {label}"),
+                partial(self.app.goto, ref),
+                help=f"{ref.kind} {extra}",
+            )
+            found += 1
+            if found >= MAX_HITS:
+                return

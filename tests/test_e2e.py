@@ -1,0 +1,85 @@
+"""End to end: the installed ``modeltui`` command in a real terminal (tmux)."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+
+
+def modeltui_command() -> str:
+    exe = os.path.join(os.path.dirname(sys.executable), "modeltui")
+    return exe if os.path.exists(exe) else f"{sys.executable} -m modeltui"
+
+
+class Terminal:
+    def __init__(self, command: str, width=100, height=30):
+        self.name = f"mt-{uuid.uuid4().hex[:8]}"
+        self.done = os.path.join("/tmp", self.name + ".rc")
+        subprocess.run(
+            ["tmux", "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
+             f"cd {ROOT} && {command}; echo $? > {self.done}; sleep 60"],
+            check=True,
+        )
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True).stdout
+
+    def wait_for(self, text: str, timeout=60.0) -> str:
+        end = time.time() + timeout
+        while time.time() < end:
+            s = self.screen()
+            if text in s:
+                return s
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never appeared; screen:\n{self.screen()}")
+
+    def keys(self, *keys: str) -> None:
+        for k in keys:
+            subprocess.run(["tmux", "send-keys", "-t", self.name, k], check=True)
+            time.sleep(0.25)
+
+    def exit_code(self, timeout=30.0):
+        end = time.time() + timeout
+        while time.time() < end:
+            if os.path.exists(self.done):
+                return int(open(self.done).read().strip())
+            time.sleep(0.2)
+        return None
+
+    def close(self):
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        if os.path.exists(self.done):
+            os.remove(self.done)
+
+
+def test_browse_demo_in_a_real_terminal():
+    term = Terminal(modeltui_command())
+    try:
+        term.wait_for("DemoNet")
+        term.wait_for("encoder")
+        term.keys("/")
+        term.keys(*"head.weight")
+        term.keys("Enter")
+        screen = term.wait_for("tied with embed.weight")
+        assert "std" in screen or "computing" in screen
+        term.wait_for("norm")
+        term.keys("?")
+        term.wait_for("modeltui keys")
+        term.keys("Escape")
+        term.keys("q")
+        assert term.exit_code() == 0
+    finally:
+        term.close()
+
+
+def test_bad_target_in_terminal_exits_2_with_one_line(tmp_path):
+    r = subprocess.run([*modeltui_command().split(), "no/such/file.pt"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["modeltui: error: no/such/file.pt: no such file or folder"]
