@@ -258,3 +258,11 @@ async def test_command_palette_has_actions_and_goto():
         hits[0].command()
         await settle(app, pilot)
         assert app.selected == "2.rand_weight"
+
+
+async def test_checkpoint_metadata_and_warnings_on_root(ckpts):
+    app = ModelTuiApp(ckpts["lightning.ckpt"])
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        title = text_of(app, "#module-title")
+        assert "epoch: 3" in title and "global_step: 1200" in title and "weights_key: state_dict" in title

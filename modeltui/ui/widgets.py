@@ -231,6 +231,13 @@ class ModulePanel(Vertical):
             t.append(f"\nsame module object as {', '.join(m.shared_with)}", style="yellow")
         if m.lazy:
             t.append("\nlazy: uninitialised until a forward pass (-i SHAPE)", style="yellow")
+        if not m.path:
+            for k, v in list(info.metadata.items())[:12]:
+                text = str(v)
+                t.append(f"\n{k}: ", style="bold dim")
+                t.append(text if len(text) <= 120 else text[:120] + "…", style="dim")
+            for w in info.warnings:
+                t.append(f"\n⚠ {w}", style="yellow")
         self.query_one("#module-title", Static).update(t)
         table = self.query_one(DataTable)
         table.clear()
