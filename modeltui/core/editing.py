@@ -1,0 +1,217 @@
+"""High-level edits, all through :class:`Session`: initialisers and value edits."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from modeltui.core.errors import ModelTuiError
+from modeltui.core.initializers import (
+    REGISTRY, InitError, Selection, custom_style, load_custom, parse_args, select_tensors,
+)
+from modeltui.core.session import EditError, Session
+from modeltui.core.slicing import SliceError, check_slice, parse_slice
+
+
+@dataclass
+class Moments:
+    mean: float
+    std: float
+
+
+@dataclass
+class InitReport:
+    description: str
+    names: list[str]
+    before: dict[str, Moments]
+    after: dict[str, Moments]
+
+
+def _moments(t) -> Moments:
+    x = t.detach().double()
+    return Moments(float(x.mean()) if x.numel() else math.nan, float(x.std(unbiased=False)) if x.numel() else math.nan)
+
+
+def _seeded(seed: int | None, fn):
+    import torch
+
+    if seed is None:
+        return fn()
+    devices = [t for t in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return fn()
+
+
+def _describe(what: str, names: list[str], seed: int | None) -> str:
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return f"{what} on {shown}" + (f", seed {seed}" if seed is not None else "")
+
+
+def initialise(session: Session, init_name: str, raw_args: dict[str, str] | None = None, *, module: str | None = None,
+               tensor: str | None = None, which: str = "all", module_class: str = "", include_constants: bool = False,
+               seed: int | None = 0) -> InitReport:
+    """Apply a built-in ``torch.nn.init`` initialiser to a selection, as one undoable edit."""
+    import torch
+
+    init = REGISTRY.get(init_name)
+    if init is None:
+        raise InitError(f"unknown initialiser '{init_name}' (one of {', '.join(REGISTRY)})")
+    kwargs = parse_args(init, raw_args or {})
+    sel = select_tensors(session.opened.info, module=module, tensor=tensor, which=which,
+                         module_class=module_class, include_constants=include_constants)
+    if not sel.names:
+        raise InitError(f"{init_name}: no tensor matches the selection (filter '{which}'" + (f", class {module_class}" if module_class else "") + ")")
+    pairs = session.tensors(sel.names)
+    for name, t in pairs:
+        if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):
+            raise InitError(f"{init_name}: '{name}' is an uninitialised lazy parameter; run a forward pass first")
+        why = init.fits(t)
+        if why:
+            hint = " (try the 'weights' filter)" if which == "all" and t.dim() < 2 <= init.ranks[0] else ""
+            raise InitError(f"{why}: '{name}'{hint}; nothing was changed")
+    before = {n: _moments(t) for n, t in pairs}
+    fn = getattr(torch.nn.init, init_name)
+    args = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in kwargs.items())
+    desc = _describe(f"{init_name}({args})" if args else init_name, [n for n, _ in pairs], seed)
+
+    def change():
+        def run():
+            for _, t in pairs:
+                fn(t, **kwargs)
+        _seeded(seed, run)
+
+    session.apply(desc, [n for n, _ in pairs], change)
+    after = {n: _moments(t) for n, t in session.tensors([n for n, _ in pairs])}
+    return InitReport(desc, [n for n, _ in pairs], before, after)
+
+
+def initialise_custom(session: Session, path: str, *, module: str | None = None, tensor: str | None = None,
+                      style: str | None = None, which: str = "all", module_class: str = "",
+                      include_constants: bool = False, seed: int | None = 0) -> InitReport:
+    """Apply a custom initialiser by import path.
+
+    ``style`` "module": ``submodule.apply(fn)`` like the book; "tensor":
+    ``fn(t)`` on each selected tensor; None guesses from the signature.
+    """
+    fn = load_custom(path)
+    style = style or custom_style(fn)
+    if style not in ("module", "tensor"):
+        raise InitError(f"style must be module or tensor, not '{style}'")
+    info = session.opened.info
+    if style == "module":
+        if tensor is not None:
+            raise InitError(f"'{path}' takes a module; select a module, not a tensor")
+        root = module or ""
+        if root not in info.modules:
+            raise InitError(f"no module named '{root}'")
+        sub = session.model.get_submodule(root) if root else session.model
+        names = [n for n, t in info.tensors.items() if t.kind == "parameter" and (not root or t.module == root or t.module.startswith(root + "."))]
+        pairs = session.tensors(names)
+        before = {n: _moments(t) for n, t in pairs}
+        desc = _describe(f"{path} (applied to modules)", [root or "(root)"], seed)
+        session.apply(desc, names, lambda: _seeded(seed, lambda: sub.apply(fn)), prune_unchanged=True)
+    else:
+        sel: Selection = select_tensors(info, module=module, tensor=tensor, which=which,
+                                        module_class=module_class, include_constants=include_constants)
+        if not sel.names:
+            raise InitError(f"{path}: no tensor matches the selection")
+        pairs = session.tensors(sel.names)
+        before = {n: _moments(t) for n, t in pairs}
+        desc = _describe(path, [n for n, _ in pairs], seed)
+
+        def run():
+            for _, t in pairs:
+                r = fn(t)
+                if r is not None and r is not t and hasattr(r, "shape"):
+                    if tuple(r.shape) != tuple(t.shape):
+                        raise InitError(f"{path} returned shape {list(r.shape)} for a tensor of shape {list(t.shape)}")
+                    t.copy_(r)
+        session.apply(desc, [n for n, _ in pairs], lambda: _seeded(seed, run))
+    changed = session.undo_stack[-1]
+    after = {n: _moments(t) for n, t in session.tensors([n for n, _ in pairs])}
+    touched = [n for n, t in pairs if id(t) in changed.saved]
+    return InitReport(desc, touched, before, after)
+
+
+# ---------------------------------------------------------------- value edits
+
+_ASSIGN = re.compile(r"^\s*(\[[^\]]*\])?\s*(=|\+=|-=|\*=|/=)\s*(.+?)\s*$")
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def parse_value(text: str) -> float | int | bool:
+    """A number, ``inf``, ``-inf``, ``nan``, ``True`` or ``False`` (nothing else)."""
+    s = text.strip()
+    low = s.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("inf", "+inf", "-inf", "nan"):
+        return float(low)
+    if _NUMBER.match(s):
+        return int(s) if re.fullmatch(r"[+-]?\d+", s) else float(s)
+    raise EditError(f"'{s}' is not a number (use e.g. 42, -0.5, 1e-3, inf, nan, True)")
+
+
+def parse_assignment(expr: str) -> tuple[str, str, float | int | bool]:
+    """``"[0, 0] = 42"`` -> ``("[0, 0]", "=", 42)``; the slice may be left out."""
+    m = _ASSIGN.match(expr)
+    if not m:
+        raise EditError(f"'{expr.strip()}' is not an edit: write [slice] op value, e.g. [0, 0] = 42, [:] += 1, *= 0.5")
+    slice_text, op, value = m.group(1) or "", m.group(2), parse_value(m.group(3))
+    return slice_text, op, value
+
+
+def edit_values(session: Session, name: str, expr: str) -> str:
+    """Apply ``expr`` (``[slice] op value``) to tensor ``name`` as one undoable edit."""
+    import torch
+
+    slice_text, op, value = parse_assignment(expr)
+    (tname, t), = session.tensors([name])
+    if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):
+        raise EditError(f"'{name}' is an uninitialised lazy parameter; run a forward pass first")
+    try:
+        index = parse_slice(slice_text) if slice_text else ()
+        check_slice(index, tuple(t.shape))
+    except SliceError as e:
+        raise EditError(f"slice {slice_text}: {e}") from None
+    dtype = t.dtype
+    if dtype == torch.bool:
+        if op != "=":
+            raise EditError(f"'{name}' is a bool tensor: only = True / False works")
+        if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool) and value not in (0, 1)):
+            raise EditError(f"'{name}' is a bool tensor: assign True or False")
+    elif not (dtype.is_floating_point or dtype.is_complex):
+        if isinstance(value, float):
+            raise EditError(f"'{name}' is {str(dtype).removeprefix('torch.')}: {value!r} is not a whole number")
+        if op == "/=":
+            raise EditError(f"'{name}' is {str(dtype).removeprefix('torch.')}: /= would not stay an integer; use a float tensor")
+        info = torch.iinfo(dtype)
+        if op == "=" and not info.min <= int(value) <= info.max:
+            raise EditError(f"{value} does not fit in {str(dtype).removeprefix('torch.')} ({info.min}..{info.max})")
+    if op == "/=" and value == 0:
+        raise EditError("division by zero")
+    desc = f"{name}{slice_text} {op} {value}"
+
+    def change():
+        view = t[index] if index else t  # basic indexing only: always a view
+        was_finite = bool(torch.isfinite(view).all()) if dtype.is_floating_point else True
+        if op == "=":
+            view.fill_(value)
+        elif op == "+=":
+            view.add_(value)
+        elif op == "-=":
+            view.sub_(value)
+        elif op == "*=":
+            view.mul_(value)
+        elif op == "/=":
+            view.div_(value)
+        if dtype.is_floating_point and was_finite and math.isfinite(float(value)) and not bool(torch.isfinite(view).all()):
+            raise EditError(f"{desc} overflows {str(dtype).removeprefix('torch.')}; nothing was changed")
+
+    session.apply(desc, [name], change)
+    return desc
+
+
+__all__ = ["initialise", "initialise_custom", "edit_values", "parse_assignment", "InitReport", "InitError", "EditError", "ModelTuiError"]

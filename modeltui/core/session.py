@@ -1,0 +1,163 @@
+"""The editing session: every change to the model goes through here.
+
+It keeps undo/redo (only the tensors an edit touched, restored bit for bit),
+the unsaved state and a readable log, so the views can never disagree with
+the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from modeltui.core.errors import ModelTuiError
+
+
+class EditError(ModelTuiError):
+    """An edit was refused; the model is unchanged."""
+
+
+@dataclass
+class Edit:
+    """One undoable change: the values it replaced, by tensor identity."""
+
+    description: str
+    saved: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # id -> (tensor, copy of other values)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.numel() * c.element_size() for _, c in self.saved.values())
+
+
+class Session:
+    """Undo/redo, unsaved state and edit log around an opened module target."""
+
+    def __init__(self, opened):
+        if opened.model is None:
+            raise EditError("this target has no architecture: open it with a model (pkg.mod:Net -w CKPT) to edit it")
+        self.opened = opened
+        self.undo_stack: list[Edit] = []
+        self.redo_stack: list[Edit] = []
+        self.log: list[str] = []
+        self._saved_depth = 0  # len(undo_stack) when last saved
+        self._saved_marker: Edit | None = None
+        self.listeners: list[Callable[[], None]] = []
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def model(self):
+        return self.opened.model
+
+    @property
+    def dirty(self) -> bool:
+        """True when the model differs from what was opened or last saved."""
+        top = self.undo_stack[-1] if self.undo_stack else None
+        return top is not self._saved_marker
+
+    def mark_saved(self) -> None:
+        self._saved_marker = self.undo_stack[-1] if self.undo_stack else None
+
+    def tensors(self, names: Iterable[str]) -> list[tuple[str, Any]]:
+        """Unique tensors behind ``names`` (tied names give one tensor)."""
+        seen: set[int] = set()
+        out = []
+        for n in names:
+            t = self.opened.tensor(n)
+            if id(t) not in seen:
+                seen.add(id(t))
+                out.append((n, t))
+        return out
+
+    # ------------------------------------------------------------ edits
+
+    def apply(self, description: str, names: Iterable[str], change: Callable[[], Any], *, prune_unchanged: bool = False) -> Any:
+        """Run ``change`` (which modifies the tensors of ``names`` in place) as one edit.
+
+        On an exception every touched tensor is restored and an
+        :class:`EditError` is raised. ``prune_unchanged`` drops tensors the
+        change did not alter from the undo record (for module functions whose
+        reach is known only afterwards).
+        """
+        import torch
+
+        edit = Edit(description)
+        for _, t in self.tensors(names):
+            if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):
+                raise EditError(f"'{description}': uninitialised lazy parameters cannot be edited; run a forward pass first")
+            if t.is_meta:
+                raise EditError("tensors on the meta device have no values to edit")
+            edit.saved[id(t)] = (t, t.detach().clone())
+        try:
+            with torch.no_grad():
+                result = change()
+        except Exception as e:
+            self._restore(edit)
+            if isinstance(e, ModelTuiError):
+                raise EditError(str(e)) from None
+            raise EditError(f"{description} failed: {type(e).__name__}: {_first_line(e)}; nothing was changed") from None
+        if prune_unchanged:
+            for key, (t, old) in list(edit.saved.items()):
+                if t.shape == old.shape and t.dtype == old.dtype and _same_bits(t, old):
+                    del edit.saved[key]
+        self.undo_stack.append(edit)
+        self.redo_stack.clear()
+        self.log.append(description)
+        self._changed()
+        return result
+
+    def _restore(self, edit: Edit) -> None:
+        import torch
+
+        with torch.no_grad():
+            for t, old in edit.saved.values():
+                t.copy_(old)
+
+    def undo(self) -> str:
+        """Undo the last edit; returns its description."""
+        if not self.undo_stack:
+            raise EditError("nothing to undo")
+        edit = self.undo_stack.pop()
+        redo = Edit(edit.description, {k: (t, t.detach().clone()) for k, (t, _) in edit.saved.items()})
+        self._restore(edit)
+        self.redo_stack.append(redo)
+        self.log.append(f"undo: {edit.description}")
+        self._changed()
+        return edit.description
+
+    def redo(self) -> str:
+        """Redo the last undone edit; returns its description."""
+        if not self.redo_stack:
+            raise EditError("nothing to redo")
+        edit = self.redo_stack.pop()
+        undo = Edit(edit.description, {k: (t, t.detach().clone()) for k, (t, _) in edit.saved.items()})
+        self._restore(edit)
+        self.undo_stack.append(undo)
+        self.log.append(f"redo: {edit.description}")
+        self._changed()
+        return edit.description
+
+    @property
+    def undo_bytes(self) -> int:
+        return sum(e.nbytes for e in self.undo_stack) + sum(e.nbytes for e in self.redo_stack)
+
+    def _changed(self) -> None:
+        self.opened.refresh()
+        for f in list(self.listeners):
+            f()
+
+
+def _same_bits(a, b) -> bool:
+    import torch
+
+    if a.device != b.device:
+        return False
+    if a.is_floating_point() or a.is_complex():
+        # NaN-safe, and -0.0 differs from 0.0: compare the raw bytes
+        return torch.equal(a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8))
+    return torch.equal(a, b)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else ""
