@@ -194,3 +194,8 @@ def tiny_decoder() -> nn.Module:
     return Decoder(vocab=100, d=32, ffn=64, layers=2, heads=4)
 
 
+
+
+def medium_decoder() -> nn.Module:
+    """The same architecture at ~40M parameters, for benchmarks (input 4,128)."""
+    return Decoder(vocab=8000, d=512, ffn=1376, layers=8, heads=8)

@@ -18,6 +18,7 @@ class InputSpec:
     shape: tuple[int, ...]
     dtype: str | None = None  # None: int64 when the model starts with an Embedding, else float32
     high: int | None = None
+    dist: str = "rand"  # rand | randn | randint
 
     def __str__(self) -> str:
         s = ",".join(map(str, self.shape))
@@ -62,9 +63,10 @@ def make_input(spec: InputSpec, device, model=None, generator=None):
 
     name = spec.dtype or default_dtype(model)
     dtype = getattr(torch, name)
-    if dtype.is_floating_point:
-        return torch.rand(spec.shape, dtype=dtype, device=device, generator=generator)
-    high = spec.high or _embedding_size(model) or 2
+    if dtype.is_floating_point and spec.dist != "randint":
+        draw = torch.randn if spec.dist == "randn" else torch.rand
+        return draw(spec.shape, dtype=dtype, device=device, generator=generator)
+    high = spec.high or _embedding_size(model) or (10 if dtype.is_floating_point else 2)
     return torch.randint(0, high, spec.shape, dtype=dtype, device=device, generator=generator)
 
 
@@ -91,3 +93,36 @@ def _embedding_size(model) -> int | None:
         if isinstance(m, nn.Embedding):
             return m.num_embeddings
     return None
+
+
+def infer_input_specs(model) -> list[InputSpec]:
+    """A plausible input from the first layer: Linear in_features, Conv in_channels,
+    Embedding (integers below num_embeddings), RNN input_size, Transformer d_model."""
+    if model is None:
+        return []
+    from torch import nn
+
+    if isinstance(model, nn.Transformer):
+        d = model.encoder.layers[0].linear1.in_features if len(model.encoder.layers) else 32
+        bf = getattr(model, "batch_first", False)
+        return [InputSpec((2, 10, d) if bf else (10, 2, d)), InputSpec((2, 7, d) if bf else (7, 2, d))]
+    for m in model.modules():
+        if isinstance(m, nn.Embedding):
+            return [InputSpec((2, 16), "int64", m.num_embeddings)]
+        if isinstance(m, (nn.RNNBase,)):
+            return [InputSpec((2, 10, m.input_size) if m.batch_first else (10, 2, m.input_size))]
+        if isinstance(m, nn.modules.conv._ConvNd) and not isinstance(m, nn.modules.lazy.LazyModuleMixin):
+            n = len(m.kernel_size)
+            return [InputSpec((2, m.in_channels) + (32,) * n)]
+        if isinstance(m, nn.Linear) and not isinstance(m, nn.modules.lazy.LazyModuleMixin):
+            return [InputSpec((2, m.in_features))]
+        if isinstance(m, nn.modules.lazy.LazyModuleMixin):
+            return [InputSpec((2, 20))]
+        if isinstance(m, nn.MultiheadAttention):
+            return [InputSpec((2, 10, m.embed_dim))]
+        if any(True for _ in m.parameters(recurse=False)):
+            p = next(m.parameters(recurse=False))
+            if p.dim() == 2:
+                return [InputSpec((2, p.shape[0]))]
+            break
+    return [InputSpec((2, 20))]

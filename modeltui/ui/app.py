@@ -24,6 +24,10 @@ from modeltui.ui.messages import StatsReady, TargetFailed, TargetLoaded, ValuesF
 from modeltui.ui.widgets import HeaderBar, ModulePanel, ModuleTree, NodeRef, TensorPanel
 
 KEYS = [
+    ("f", "forward pass on random inputs (x cancels a long run)"),
+    ("i", "initialise the selected module's subtree or tensor"),
+    ("e", "edit values of the selected tensor: [0, 0] = 42, [:] += 1, *= 0.5"),
+    ("u / ctrl+y", "undo / redo"),
     ("↑ ↓", "move in the tree"),
     ("→ / ←", "expand / collapse (or go to parent)"),
     ("enter / space", "expand or collapse a module"),
@@ -64,6 +68,12 @@ class ModelTuiApp(App[int]):
     TITLE = "modeltui"
     COMMANDS = App.COMMANDS | {GoToProvider}
     BINDINGS = [
+        Binding("f", "forward", "Forward"),
+        Binding("i", "initialise", "Init"),
+        Binding("e", "edit_values", "Edit"),
+        Binding("u", "undo", "Undo"),
+        Binding("ctrl+y", "redo", "Redo"),
+        Binding("x", "cancel_forward", "Cancel run", show=False),
         Binding("slash", "search", "Search"),
         Binding("n", "next_match", "Next match", show=False),
         Binding("N", "prev_match", "Prev match", show=False),
@@ -95,6 +105,8 @@ class ModelTuiApp(App[int]):
         self.matches: list[NodeRef] = []
         self.match_index = -1
         self.first_paint_at: float | None = None
+        self.session = None  # core.Session once a module target is open
+        self.forward_records: dict = {}
 
     # ------------------------------------------------------------ layout
 
@@ -121,6 +133,11 @@ class ModelTuiApp(App[int]):
 
     def get_system_commands(self, screen: Screen):
         yield from super().get_system_commands(screen)
+        yield SystemCommand("Forward pass", "Run the model on random inputs and record output shapes (f)", self.action_forward)
+        yield SystemCommand("Initialise", "Apply an initialiser to the selected module or tensor (i)", self.action_initialise)
+        yield SystemCommand("Edit values", "Assign over a slice of the selected tensor (e)", self.action_edit_values)
+        yield SystemCommand("Undo", "Undo the last change (u)", self.action_undo)
+        yield SystemCommand("Redo", "Redo the last undone change (ctrl+y)", self.action_redo)
         yield SystemCommand("Search", "Search modules and tensors by name or class (/)", self.action_search)
         yield SystemCommand("Next match", "Jump to the next search match (n)", self.action_next_match)
         yield SystemCommand("Previous match", "Jump to the previous search match (N)", self.action_prev_match)
@@ -146,6 +163,10 @@ class ModelTuiApp(App[int]):
 
     def on_target_loaded(self, message: TargetLoaded) -> None:
         self.opened = message.opened
+        if self.opened.model is not None:
+            from modeltui.core.session import Session
+
+            self.session = Session(self.opened)
         info = self.opened.info
         self.query_one(HeaderBar).show_info(info)
         tree = self.query_one(ModuleTree)
@@ -392,6 +413,156 @@ class ModelTuiApp(App[int]):
         self.show_grad = not self.show_grad
         self._load_tensor_views()
 
+    # ------------------------------------------------------------ editing
+
+    def _need_session(self) -> bool:
+        if self.session is None:
+            if self.opened is None:
+                self.notify("the target is not open yet", severity="warning")
+            else:
+                self.notify("a checkpoint without an architecture cannot run or be edited: open the model with -w CKPT", severity="warning")
+            return False
+        return True
+
+    def _selection(self) -> tuple[str | None, str | None]:
+        node = self.query_one(ModuleTree).cursor_node
+        ref = node.data if node is not None else None
+        if ref is None:
+            return "", None
+        return (ref.name, None) if ref.kind == "module" else (None, ref.name)
+
+    def action_forward(self) -> None:
+        if not self._need_session():
+            return
+        from modeltui.core.inputs import infer_input_specs
+        from modeltui.ui.dialogs import ForwardDialog
+
+        specs = self.options["input_specs"] or infer_input_specs(self.opened.model)
+        self.push_screen(ForwardDialog(specs), self._forward_chosen)
+
+    def _forward_chosen(self, specs) -> None:
+        if specs:
+            self.options["input_specs"] = specs
+            self.notify("running forward pass… (x cancels)", timeout=3)
+            self.run_forward_pass(specs)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="forward")
+    def run_forward_pass(self, specs) -> None:
+        from modeltui.core.forward import run_forward
+        from modeltui.core.preview import value_grid
+        from modeltui.core.slicing import default_slice
+        from modeltui.core.stats import tensor_stats
+
+        worker = get_current_worker()
+        result = run_forward(self.opened.model, specs, should_stop=lambda: worker.is_cancelled)
+        stats, grids = [], []
+        for out in result.outputs[:4]:
+            try:
+                stats.append(tensor_stats(out.float() if out.is_complex() else out))
+            except ModelTuiError:
+                stats.append(None)
+            try:
+                grids.append(value_grid(out, default_slice(tuple(out.shape))))
+            except ModelTuiError:
+                grids.append(None)
+        self.call_from_thread(self._forward_done, result, stats, grids)
+
+    def _forward_done(self, result, stats, grids) -> None:
+        from modeltui.ui.dialogs import ForwardResultScreen
+
+        self.forward_records = result.records
+        self.opened.refresh()  # lazy modules may have materialised
+        self._after_change()
+        if result.error == "cancelled":
+            self.notify("forward pass cancelled", severity="warning")
+            return
+        if not result.ok:
+            self.notify(result.error, title="Forward pass failed", severity="error", timeout=10)
+        self.push_screen(ForwardResultScreen(result, stats, grids))
+
+    def action_cancel_forward(self) -> None:
+        running = [w for w in self.workers if w.group == "forward" and w.is_running]
+        for w in running:
+            w.cancel()
+        if not running:
+            self.notify("no forward pass is running")
+
+    def action_initialise(self) -> None:
+        if not self._need_session():
+            return
+        from modeltui.ui.dialogs import InitDialog
+
+        module, tensor = self._selection()
+        self.push_screen(InitDialog(self.session, module=module, tensor=tensor), self._initialised)
+
+    def _initialised(self, report) -> None:
+        if report is None:
+            return
+        from modeltui.core.preview import fmt_value
+
+        self._after_change()
+        lines = [report.description]
+        for n in report.names[:3]:
+            b, a = report.before.get(n), report.after.get(n)
+            if b and a:
+                lines.append(f"{n}: mean {fmt_value(b.mean)} → {fmt_value(a.mean)}, std {fmt_value(b.std)} → {fmt_value(a.std)}")
+        if len(report.names) > 3:
+            lines.append(f"… and {len(report.names) - 3} more tensors")
+        self.notify("\n".join(lines), title="Initialised", timeout=8)
+
+    def action_edit_values(self) -> None:
+        if not self._need_session():
+            return
+        if self.selected is None:
+            self.notify("select a tensor first (its values are what e edits)", severity="warning")
+            return
+        from modeltui.ui.dialogs import EditDialog
+
+        self.push_screen(EditDialog(self.session, self.selected), self._edited)
+
+    def _edited(self, desc) -> None:
+        if desc:
+            self._after_change()
+            self.notify(desc, title="Edited", timeout=5)
+
+    def action_undo(self) -> None:
+        if not self._need_session():
+            return
+        try:
+            desc = self.session.undo()
+        except ModelTuiError as e:
+            self.notify(str(e), severity="warning")
+            return
+        self._after_change()
+        self.notify(f"undid: {desc}", timeout=5)
+
+    def action_redo(self) -> None:
+        if not self._need_session():
+            return
+        try:
+            desc = self.session.redo()
+        except ModelTuiError as e:
+            self.notify(str(e), severity="warning")
+            return
+        self._after_change()
+        self.notify(f"redid: {desc}", timeout=5)
+
+    def _after_change(self) -> None:
+        """Refresh every view from the session's model."""
+        info = self.opened.info
+        self.stats_cache.clear()
+        tree = self.query_one(ModuleTree)
+        tree.bad.clear()
+        tree.outputs = {p: r.shapes for p, r in self.forward_records.items()}
+        tree.relabel(info)
+        self.query_one(HeaderBar).show_info(info, dirty=self.session.dirty if self.session else False)
+        node = tree.cursor_node
+        if node is not None and node.data is not None:
+            path = node.data.name if node.data.kind == "module" else info.tensors[node.data.name].module
+            self.query_one(ModulePanel).show(info, info.modules[path])
+        if self.selected is not None and self.selected in info.tensors:
+            self._load_tensor_views()
+
     def action_edit_slice(self) -> None:
         if self.selected is None:
             self.notify("select a tensor first", severity="warning")
@@ -466,6 +637,15 @@ class ModelTuiApp(App[int]):
         self.query_one(ModuleTree).focus()
 
     async def action_quit(self) -> None:
+        if self.session is not None and self.session.dirty:
+            from modeltui.ui.dialogs import ConfirmQuit
+
+            def decide(yes: bool | None) -> None:
+                if yes:
+                    self.exit(0)
+
+            self.push_screen(ConfirmQuit(), decide)
+            return
         self.exit(2 if self.load_error else 0)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Static, Tree
 from textual.widgets.tree import TreeNode
@@ -51,8 +52,8 @@ class HeaderBar(Static):
         self.update(t)
 
 
-def module_label(m: ModuleInfo, info: ModelInfo, bad: set[str]) -> Text:
-    """``name Class 1.2K ⇄❄?⚠``: marks for tied, frozen, lazy and NaN/Inf."""
+def module_label(m: ModuleInfo, info: ModelInfo, bad: set[str], outputs: dict | None = None) -> Text:
+    """``name Class 1.2K ⇄❄?⚠ → [2, 10]``: marks, and the last forward's output shape."""
     t = Text()
     t.append(m.name or "(root)", style="bold")
     if m.type:
@@ -70,6 +71,9 @@ def module_label(m: ModuleInfo, info: ModelInfo, bad: set[str]) -> Text:
         marks += BAD
     if marks:
         t.append(f" {marks}", style="bold yellow")
+    shapes = (outputs or {}).get(m.path)
+    if shapes is not None:
+        t.append(" → " + ", ".join(fmt_shape(s) for s in shapes[:2]) + ("…" if len(shapes) > 2 else ""), style="magenta")
     return t
 
 
@@ -99,12 +103,16 @@ def tensor_label(x: TensorInfo, bad: set[str]) -> Text:
 class ModuleTree(Tree[NodeRef]):
     """The module tree, filled lazily: children are added when a node expands."""
 
-    BINDINGS = [("left", "collapse_or_parent", "Parent"), ("right", "expand_node", "Expand")]
+    BINDINGS = [
+        Binding("left", "collapse_or_parent", "Parent", show=False),
+        Binding("right", "expand_node", "Expand", show=False),
+    ]
 
     def __init__(self, **kwargs) -> None:
         super().__init__("…", data=None, **kwargs)
         self.info: ModelInfo | None = None
         self.bad: set[str] = set()  # tensors known to hold NaN/Inf
+        self.outputs: dict[str, list] = {}  # module path -> output shapes of the last forward
         self.nodes_by_ref: dict[NodeRef, TreeNode[NodeRef]] = {}
         self._filled: set[int] = set()
         self.show_root = True
@@ -118,7 +126,7 @@ class ModuleTree(Tree[NodeRef]):
         self._filled.clear()
         root_ref = NodeRef("module", "")
         self.root.data = root_ref
-        self.root.set_label(module_label(info.root, info, self.bad))
+        self.root.set_label(module_label(info.root, info, self.bad, self.outputs))
         self.nodes_by_ref[root_ref] = self.root
         self.fill(self.root)
         self.root.expand()
@@ -138,7 +146,7 @@ class ModuleTree(Tree[NodeRef]):
         for c in m.children:
             cm = self.info.modules[c]
             ref = NodeRef("module", c)
-            child = node.add(module_label(cm, self.info, self.bad), data=ref, allow_expand=bool(cm.children or cm.tensors))
+            child = node.add(module_label(cm, self.info, self.bad, self.outputs), data=ref, allow_expand=bool(cm.children or cm.tensors))
             self.nodes_by_ref[ref] = child
 
     def on_tree_node_expanded(self, event: Tree.NodeExpanded[NodeRef]) -> None:
@@ -186,7 +194,16 @@ class ModuleTree(Tree[NodeRef]):
         if t is not None:
             mnode = self.nodes_by_ref.get(NodeRef("module", t.module))
             if mnode is not None:
-                mnode.set_label(module_label(self.info.modules[t.module], self.info, self.bad))
+                mnode.set_label(module_label(self.info.modules[t.module], self.info, self.bad, self.outputs))
+
+    def relabel(self, info: ModelInfo) -> None:
+        """New labels for every node already added (same structure, new facts)."""
+        self.info = info
+        for ref, node in self.nodes_by_ref.items():
+            if ref.kind == "module" and ref.name in info.modules:
+                node.set_label(module_label(info.modules[ref.name], info, self.bad, self.outputs))
+            elif ref.kind == "tensor" and ref.name in info.tensors:
+                node.set_label(tensor_label(info.tensors[ref.name], self.bad))
 
     def action_collapse_or_parent(self) -> None:
         node = self.cursor_node
