@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modeltui.core.errors import CheckpointError, ModelTuiError, TargetError
+from modeltui.core.forward import model_device
 from modeltui.core.inputs import InputSpec
 from modeltui.core.structure import ModelInfo
 
@@ -249,7 +250,7 @@ def _prepare(model, shown: str, *, weights, dev, input_specs, trust) -> Opened:
     if input_specs:
         from modeltui.core.inputs import make_input
 
-        where = dev or _model_device(model)
+        where = dev or model_device(model)
         try:
             xs = [make_input(s, where, model) for s in input_specs]
         except Exception as e:
@@ -270,23 +271,12 @@ def _prepare(model, shown: str, *, weights, dev, input_specs, trust) -> Opened:
     info.warnings = warnings + info.warnings
     if report is not None:
         info.metadata["weights"] = os.path.basename(report.path)
-    return Opened(info, model, None, tensors, report, str(dev or _model_device(model)))
+    return Opened(info, model, None, tensors, report, str(dev or model_device(model)))
 
 
 def _one_line(e: BaseException) -> str:
     lines = str(e).strip().splitlines()
     return lines[0][:300] if lines else ""
-
-
-def _model_device(model):
-    import torch
-
-    for t in model.parameters():
-        if not isinstance(t, torch.nn.parameter.UninitializedTensorMixin):
-            return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
 
 
 def load_weights(model, path: str, *, trust: bool = False) -> WeightsReport:
