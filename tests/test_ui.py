@@ -266,3 +266,14 @@ async def test_checkpoint_metadata_and_warnings_on_root(ckpts):
         await settle(app, pilot)
         title = text_of(app, "#module-title")
         assert "epoch: 3" in title and "global_step: 1200" in title and "weights_key: state_dict" in title
+
+
+async def test_meta_device_tensor_says_no_values():
+    app = ModelTuiApp("sample_models.zoo:tiny_decoder", device="meta")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        app.query_one(ModuleTree).reveal(NodeRef("tensor", "lm_head.weight"))
+        await settle(app, pilot)
+        assert "meta device has no values" in text_of(app, "#stats")
+        assert "meta device has no values" in text_of(app, "#slice-error")
+        assert not any(n.severity == "error" for n in app._notifications)

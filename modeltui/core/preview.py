@@ -55,6 +55,8 @@ def value_grid(t, text: str) -> ValueGrid:
     """
     import torch
 
+    if t.is_meta:
+        raise SliceError("tensor on the meta device has no values (open without -d meta to see them)")
     index = parse_slice(text)
     shape = tuple(t.shape)
     check_slice(index, shape)

@@ -307,10 +307,12 @@ class ModelTuiApp(App[int]):
         from modeltui.core.errors import Cancelled
 
         worker = get_current_worker()
-        t = self._tensor(name, grad)
         try:
-            st = tensor_stats(t, should_stop=lambda: worker.is_cancelled)
+            st = tensor_stats(self._tensor(name, grad), should_stop=lambda: worker.is_cancelled)
         except Cancelled:
+            return
+        except ModelTuiError as e:
+            self.call_from_thread(self._stats_unavailable, name, str(e))
             return
         if not worker.is_cancelled:
             self.post_message(StatsReady(name, grad, st))
@@ -326,6 +328,10 @@ class ModelTuiApp(App[int]):
             return
         if not get_current_worker().is_cancelled:
             self.post_message(ValuesReady(name, grad, text, grid))
+
+    def _stats_unavailable(self, name: str, why: str) -> None:
+        if name == self.selected:
+            self.query_one("#stats", Static).update(Text(f"no statistics: {why}", style="yellow"))
 
     def on_stats_ready(self, message: StatsReady) -> None:
         self.stats_cache[(message.name, message.grad)] = message.stats
