@@ -26,6 +26,7 @@ targets:
   modeltui pkg.mod:Net -w ckpt.pt            an architecture with weights loaded
   modeltui sample_models.zoo:llama_7b -d meta   structure only, no memory
   modeltui sample_models.zoo:TinyGPT -i 2,16:int64 --summary
+  modeltui ckpt.pt --save model.safetensors   convert, atomically, verified
 
 Pickled code in a checkpoint never runs unless you pass --trust.
 """
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--summary", action="store_true", help="print a summary table and exit")
     out.add_argument("--json", action="store_true", help="print the model as JSON (see README) and exit")
+    out.add_argument("--save", metavar="OUT", help="load, write the state_dict to OUT (.safetensors or .pt) atomically, verify it and exit")
     p.add_argument("--depth", type=int, metavar="N", help="with --summary: show modules down to depth N")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--version", action="version", version=f"modeltui {__version__}")
@@ -94,14 +96,21 @@ def _run(args: argparse.Namespace) -> int:
     specs = [parse_input_spec(s) for s in args.input_shape]
     if args.depth is not None and args.depth < 0:
         raise TargetError("--depth must be 0 or more")
-    if not (args.summary or args.json):
+    if not (args.summary or args.json or args.save):
         from modeltui.ui.app import run_app
 
         return run_app(args.target, weights=args.weights, device=args.device, input_specs=specs, trust=args.trust)
     from modeltui.core.targets import open_target
 
     opened = open_target(args.target, weights=args.weights, device=args.device, input_specs=specs, trust=args.trust)
-    if args.json:
+    if args.save:
+        from modeltui.core.saving import save_state_dict, state_for_saving
+        from modeltui.format import fmt_bytes
+
+        report = save_state_dict(state_for_saving(opened), args.save)
+        tied = f", {len(report.aliases)} tied name(s) stored once" if report.aliases else ""
+        sys.stdout.write(f"saved {args.save}: {report.tensors} tensors, {fmt_bytes(report.nbytes)}{tied}, verified\n")
+    elif args.json:
         sys.stdout.write(json.dumps(opened.info.to_json(), default=str) + "\n")
     else:
         from modeltui.summary import print_summary

@@ -1,0 +1,174 @@
+"""Save a state_dict safely: atomic, verified, tied tensors stored once.
+
+The file is written to a temp file in the destination folder, flushed,
+fsynced, read back and compared (keys, shapes, dtypes, every value bit for
+bit) and only then moved over the destination with ``os.replace``; the
+folder is fsynced last. A failure at any point leaves the destination as it
+was. Temp files are hidden (``.NAME.*.tmp``) so they never shadow a real
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from modeltui.core.errors import ModelTuiError
+
+SAFETENSORS = (".safetensors",)
+TORCH = (".pt", ".pth", ".bin", ".ckpt")
+
+
+class SaveError(ModelTuiError):
+    """Saving failed; the destination is unchanged."""
+
+
+@dataclass
+class SaveReport:
+    path: str
+    tensors: int  # names saved (aliases included)
+    stored: int  # tensors actually stored (tied groups once)
+    nbytes: int
+    aliases: dict[str, str]
+
+
+def state_for_saving(opened) -> dict[str, Any]:
+    """The state_dict of a module target, or every tensor of a checkpoint."""
+    if opened.model is not None:
+        return dict(opened.model.state_dict())
+    return {name: opened.tensor(name) for name in opened.info.tensors}
+
+
+def _dedupe(sd: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Keep one name per shared tensor; return (kept tensors, alias -> kept name)."""
+    from modeltui.core.inspect import tensor_identity
+
+    kept: dict[str, Any] = {}
+    first: dict[Any, str] = {}
+    aliases: dict[str, str] = {}
+    for name, t in sd.items():
+        key = tensor_identity(t)
+        if key in first and key[0] == "mem":
+            aliases[name] = first[key]
+            continue
+        first.setdefault(key, name)
+        kept[name] = t
+    return kept, aliases
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _explain(e: OSError, folder: str) -> str:
+    if e.errno == errno.ENOSPC:
+        return f"the disk holding {folder} is full"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write in {folder}: {e.strerror}"
+    if e.errno == errno.ENOENT:
+        return f"folder {folder} does not exist"
+    if e.errno == errno.ENOTDIR:
+        return f"{folder} is not a folder"
+    return f"{e.strerror or e}"
+
+
+def save_state_dict(sd: dict[str, Any], path: str, *, metadata: dict[str, str] | None = None) -> SaveReport:
+    """Write ``sd`` to ``path`` (.safetensors or .pt/.pth/.bin/.ckpt) safely and verify it."""
+    import torch
+
+    path = os.path.abspath(path)
+    folder = os.path.dirname(path)
+    base = os.path.basename(path)
+    if not base.endswith(SAFETENSORS + TORCH):
+        raise SaveError(f"{base}: unknown format; use .safetensors, .pt, .pth, .bin or .ckpt")
+    if os.path.isdir(path):
+        raise SaveError(f"{path} is a folder")
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise SaveError(f"'{bad[0]}' is not a tensor")
+    meta_dev = [k for k, v in sd.items() if v.is_meta]
+    if meta_dev:
+        raise SaveError(f"'{meta_dev[0]}' is on the meta device and has no values to save")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise SaveError(f"saving {base} failed: {_explain(e, folder)}; nothing was changed") from None
+    os.close(fd)
+    try:
+        if base.endswith(SAFETENSORS):
+            from safetensors.torch import save_file
+
+            kept, aliases = _dedupe(sd)
+            meta = {"format": "pt", **(metadata or {}), **aliases}
+            save_file({k: v.detach().to("cpu").contiguous() for k, v in kept.items()}, tmp, metadata=meta)
+        else:
+            kept, aliases = _dedupe(sd)
+            cpu = {k: v.detach().to("cpu") for k, v in sd.items()}
+            # .to("cpu") keeps sharing for CPU tensors; re-tie names moved from other devices
+            for alias, real in aliases.items():
+                cpu[alias] = cpu[real]
+            torch.save(cpu, tmp)
+        with open(tmp, "rb+") as f:
+            f.flush()
+            os.fsync(f.fileno())
+        _verify(tmp, sd, aliases)
+        os.replace(tmp, path)
+        _fsync_dir(folder)
+    except OSError as e:
+        _remove(tmp)
+        raise SaveError(f"saving {base} failed: {_explain(e, folder)}; {base} is unchanged") from None
+    except SaveError:
+        _remove(tmp)
+        raise
+    except Exception as e:
+        _remove(tmp)
+        raise SaveError(f"saving {base} failed: {type(e).__name__}: {e}; {base} is unchanged") from None
+    nbytes = sum(v.numel() * v.element_size() for v in kept.values())
+    return SaveReport(path, len(sd), len(kept), nbytes, aliases)
+
+
+def _remove(p: str) -> None:
+    try:
+        os.remove(p)
+    except OSError:
+        pass
+
+
+def _verify(tmp: str, sd: dict[str, Any], aliases: dict[str, str]) -> None:
+    """Read the written file back and compare every tensor bit for bit."""
+    import torch
+
+    from modeltui.core.checkpoints import open_checkpoint
+    from modeltui.core.session import _same_bits
+
+    info, module, src = open_checkpoint(tmp)
+    try:
+        if set(info.tensors) != set(sd):
+            missing = sorted(set(sd) - set(info.tensors))
+            raise SaveError(f"verification failed: {len(missing)} tensor(s) missing after writing, e.g. '{missing[0]}'")
+        for name, t in sd.items():
+            got = src.get(name)
+            want = t.detach().to("cpu")
+            if tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype:
+                raise SaveError(f"verification failed: '{name}' came back as {list(got.shape)} {got.dtype}")
+            if not _same_bits(got.contiguous(), want.contiguous()):
+                raise SaveError(f"verification failed: the values of '{name}' differ after writing")
+        for alias, real in aliases.items():
+            if not info.tensors[alias].tied_with or real not in info.tensors[alias].tied_with:
+                raise SaveError(f"verification failed: '{alias}' did not come back tied to '{real}'")
+    finally:
+        if src is not None:
+            src.close()
+    del torch
