@@ -1,0 +1,38 @@
+"""GPU checks: run with ``pytest -m gpu`` on a CUDA machine; skipped without one."""
+
+import pytest
+import torch
+
+from modeltui.core import open_target, parse_input_spec
+from modeltui.core.forward import run_forward
+from modeltui.core.saving import save_state_dict
+from modeltui.core.stats import tensor_stats
+
+pytestmark = pytest.mark.gpu
+
+
+def test_open_on_cuda_and_forward_there():
+    o = open_target("sample_models.zoo:TinyGPT", device="cuda")
+    assert o.info.devices() == ["cuda:0"]
+    r = run_forward(o.model, [parse_input_spec("2,16")])
+    assert r.ok, r.error
+    assert r.outputs[0].is_cuda and tuple(r.outputs[0].shape) == (2, 16, 512)
+
+
+def test_stats_on_cuda_match_cpu():
+    t = torch.randn(3_000_000, device="cuda", dtype=torch.float16) * 100
+    t[0] = float("nan")
+    g, c = tensor_stats(t), tensor_stats(t.cpu())
+    assert (g.nan, g.min, g.max, g.zeros) == (c.nan, c.min, c.max, c.zeros)
+    assert abs(g.mean - c.mean) < 1e-3 * max(1.0, abs(c.std))
+
+
+def test_save_from_cuda_round_trip(tmp_path):
+    o = open_target("sample_models.zoo:TinyGPT", device="cuda")
+    sd = o.model.state_dict()
+    for ext in (".safetensors", ".pt"):
+        path = str(tmp_path / f"m{ext}")
+        save_state_dict(dict(sd), path)
+        back = open_target(path)
+        assert all(torch.equal(back.tensor(k), v.cpu()) for k, v in sd.items())
+        assert ["lm_head.weight", "tok.weight"] in [sorted(g) for g in back.info.tied_groups]
