@@ -17,6 +17,14 @@ async def settle(app, pilot):
     await pilot.pause()
 
 
+async def run_default_forward(app, pilot):
+    """f, enter (the inferred shape), then close the result: lazy layers materialise."""
+    await pilot.press("f", "enter")
+    await settle(app, pilot)
+    await pilot.press("escape")
+    await settle(app, pilot)
+
+
 async def select(app, pilot, ref):
     app.query_one(ModuleTree).reveal(ref)
     await settle(app, pilot)
@@ -82,10 +90,7 @@ async def test_initialise_from_dialog_then_undo_redo():
     app = ModelTuiApp("sample_models.book:make_param_net", input_specs=[])
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(app, pilot)
-        await pilot.press("f", "enter")
-        await settle(app, pilot)
-        await pilot.press("escape")
-        await settle(app, pilot)
+        await run_default_forward(app, pilot)
         original = model_hash(app.opened.model)
         await pilot.press("i")
         await pilot.pause()
@@ -113,9 +118,7 @@ async def test_custom_initialiser_from_dialog():
     app = ModelTuiApp("sample_models.book:make_param_net", input_specs=[])
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(app, pilot)
-        await pilot.press("f", "enter")
-        await settle(app, pilot)
-        await pilot.press("escape")
+        await run_default_forward(app, pilot)
         await pilot.press("i")
         await pilot.pause()
         dlg = app.screen

@@ -115,25 +115,21 @@ class Session:
 
     def undo(self) -> str:
         """Undo the last edit; returns its description."""
-        if not self.undo_stack:
-            raise EditError("nothing to undo")
-        edit = self.undo_stack.pop()
-        redo = Edit(edit.description, {k: (t, t.detach().clone()) for k, (t, _) in edit.saved.items()})
-        self._restore(edit)
-        self.redo_stack.append(redo)
-        self.log.append(f"undo: {edit.description}")
-        self._changed()
-        return edit.description
+        return self._swap(self.undo_stack, self.redo_stack, "undo")
 
     def redo(self) -> str:
         """Redo the last undone edit; returns its description."""
-        if not self.redo_stack:
-            raise EditError("nothing to redo")
-        edit = self.redo_stack.pop()
-        undo = Edit(edit.description, {k: (t, t.detach().clone()) for k, (t, _) in edit.saved.items()})
+        return self._swap(self.redo_stack, self.undo_stack, "redo")
+
+    def _swap(self, source: list[Edit], target: list[Edit], verb: str) -> str:
+        """Restore the top edit of ``source``, keeping the current values on ``target``."""
+        if not source:
+            raise EditError(f"nothing to {verb}")
+        edit = source.pop()
+        current = Edit(edit.description, {k: (t, t.detach().clone()) for k, (t, _) in edit.saved.items()})
         self._restore(edit)
-        self.undo_stack.append(undo)
-        self.log.append(f"redo: {edit.description}")
+        target.append(current)
+        self.log.append(f"{verb}: {edit.description}")
         self._changed()
         return edit.description
 
