@@ -16,11 +16,12 @@ import gc
 import json
 import os
 import pickle
+import struct
 import zipfile
 from collections.abc import Mapping
 from typing import Any
 
-from modeltui.core.errors import CheckpointError, TargetError, UnsafeCheckpointError
+from modeltui.core.errors import CheckpointError, TargetError, UnsafeCheckpointError, first_line
 from modeltui.core.pickle_scan import pickle_globals, torch_allowed_globals, zip_pickle_globals
 from modeltui.core.safetensors_header import read_header
 from modeltui.core.structure import ModelInfo, from_state_dict_entries, natural_key
@@ -86,24 +87,7 @@ class SafetensorsSource(TensorSource):
         self._handles.clear()
 
 
-class ChainSource(TensorSource):
-    def __init__(self, parts: dict[str, TensorSource]):
-        self.parts = parts  # tensor name -> source
-
-    def get(self, name: str):
-        return self.parts[name].get(name)
-
-    def close(self) -> None:
-        for s in {id(s): s for s in self.parts.values()}.values():
-            s.close()
-
-
 # ---------------------------------------------------------------- dispatch
-
-
-def is_checkpoint_path(path: str) -> bool:
-    """True for an existing file or folder we should open as a checkpoint."""
-    return os.path.exists(path)
 
 
 def open_checkpoint(path: str, *, trust: bool = False, target: str | None = None) -> tuple[ModelInfo, Any, TensorSource | None]:
@@ -244,34 +228,23 @@ def _open_pt(path: str, *, trust: bool, target: str):
         obj = torch.load(path, map_location="cpu", weights_only=not trust, mmap=is_zip)
     except pickle.UnpicklingError as e:
         if trust:
-            raise CheckpointError(f"{name}: cannot unpickle: {_first_line(e)}") from None
+            raise CheckpointError(f"{name}: cannot unpickle: {first_line(e)}") from None
         raise _refusal(path, _unsafe_globals(path, is_zip), _weights_only_reason(e)) from None
     except (AttributeError, ImportError) as e:
         if trust:
             raise CheckpointError(
-                f"{name}: the pickled object needs code that is not importable here ({_first_line(e)}); "
+                f"{name}: the pickled object needs code that is not importable here ({first_line(e)}); "
                 "run modeltui from the folder that defines it, or load its weights onto the architecture: modeltui pkg.mod:Net -w FILE"
             ) from None
-        raise CheckpointError(f"{name}: corrupt or unreadable checkpoint ({type(e).__name__}: {_first_line(e)})") from None
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, IndexError, TypeError, struct_error()) as e:
-        raise CheckpointError(f"{name}: corrupt or truncated checkpoint ({type(e).__name__}: {_first_line(e)})") from None
+        raise CheckpointError(f"{name}: corrupt or unreadable checkpoint ({type(e).__name__}: {first_line(e)})") from None
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, IndexError, TypeError, struct.error) as e:
+        raise CheckpointError(f"{name}: corrupt or truncated checkpoint ({type(e).__name__}: {first_line(e)})") from None
     except Exception as e:
         if trust:
-            raise CheckpointError(f"{name}: loading failed: {type(e).__name__}: {_first_line(e)}") from None
-        raise CheckpointError(f"{name}: corrupt or unreadable checkpoint ({type(e).__name__}: {_first_line(e)})") from None
+            raise CheckpointError(f"{name}: loading failed: {type(e).__name__}: {first_line(e)}") from None
+        raise CheckpointError(f"{name}: corrupt or unreadable checkpoint ({type(e).__name__}: {first_line(e)})") from None
     warnings = [] if is_zip else [f"{name} is in the legacy (non-zip) format: its data was read into memory"]
     return _result_from_object(obj, path, target, warnings)
-
-
-def struct_error():
-    import struct
-
-    return struct.error
-
-
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip().splitlines()
-    return s[0][:300] if s else type(e).__name__
 
 
 def _weights_only_reason(e: BaseException) -> str:
@@ -279,7 +252,7 @@ def _weights_only_reason(e: BaseException) -> str:
         line = line.strip()
         if "Unsupported" in line or "not an allowed global" in line:
             return line.removeprefix("WeightsUnpickler error: ")[:300]
-    return _first_line(e)
+    return first_line(e)
 
 
 def _module_result(module, target: str):

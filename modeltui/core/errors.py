@@ -1,6 +1,12 @@
 """Errors the user sees: each carries one clear, complete sentence."""
 
 
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters."""
+    lines = str(e).strip().splitlines()
+    return lines[0][:limit] if lines else type(e).__name__
+
+
 class ModelTuiError(Exception):
     """Base class: the message is meant for the user as it is."""
 

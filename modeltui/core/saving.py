@@ -107,14 +107,13 @@ def save_state_dict(sd: dict[str, Any], path: str, *, metadata: dict[str, str] |
         raise SaveError(f"saving {base} failed: {_explain(e, folder)}; nothing was changed") from None
     os.close(fd)
     try:
+        kept, aliases = _dedupe(sd)
         if base.endswith(SAFETENSORS):
             from safetensors.torch import save_file
 
-            kept, aliases = _dedupe(sd)
             meta = {"format": "pt", **(metadata or {}), **aliases}
             save_file({k: v.detach().to("cpu").contiguous() for k, v in kept.items()}, tmp, metadata=meta)
         else:
-            kept, aliases = _dedupe(sd)
             cpu = {k: v.detach().to("cpu") for k, v in sd.items()}
             # .to("cpu") keeps sharing for CPU tensors; re-tie names moved from other devices
             for alias, real in aliases.items():
@@ -148,8 +147,6 @@ def _remove(p: str) -> None:
 
 def _verify(tmp: str, sd: dict[str, Any], aliases: dict[str, str]) -> None:
     """Read the written file back and compare every tensor bit for bit."""
-    import torch
-
     from modeltui.core.checkpoints import open_checkpoint
     from modeltui.core.session import _same_bits
 
@@ -171,4 +168,3 @@ def _verify(tmp: str, sd: dict[str, Any], aliases: dict[str, str]) -> None:
     finally:
         if src is not None:
             src.close()
-    del torch

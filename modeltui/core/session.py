@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from modeltui.core.errors import ModelTuiError
+from modeltui.core.errors import ModelTuiError, first_line
 
 
 class EditError(ModelTuiError):
@@ -39,9 +39,7 @@ class Session:
         self.undo_stack: list[Edit] = []
         self.redo_stack: list[Edit] = []
         self.log: list[str] = []
-        self._saved_depth = 0  # len(undo_stack) when last saved
-        self._saved_marker: Edit | None = None
-        self.listeners: list[Callable[[], None]] = []
+        self._saved_marker: Edit | None = None  # top of undo_stack when last saved
 
     # ------------------------------------------------------------ state
 
@@ -95,7 +93,7 @@ class Session:
             self._restore(edit)
             if isinstance(e, ModelTuiError):
                 raise EditError(str(e)) from None
-            raise EditError(f"{description} failed: {type(e).__name__}: {_first_line(e)}; nothing was changed") from None
+            raise EditError(f"{description} failed: {type(e).__name__}: {first_line(e)}; nothing was changed") from None
         if prune_unchanged:
             for key, (t, old) in list(edit.saved.items()):
                 if t.shape == old.shape and t.dtype == old.dtype and _same_bits(t, old):
@@ -139,8 +137,6 @@ class Session:
 
     def _changed(self) -> None:
         self.opened.refresh()
-        for f in list(self.listeners):
-            f()
 
 
 def _same_bits(a, b) -> bool:
@@ -153,7 +149,3 @@ def _same_bits(a, b) -> bool:
         return torch.equal(a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8))
     return torch.equal(a, b)
 
-
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0][:300] if lines else ""

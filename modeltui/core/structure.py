@@ -54,10 +54,6 @@ class TensorInfo:
         """Bytes of the data (not counting storage shared with others)."""
         return int(self.numel * ITEMSIZE.get(self.dtype, 4))
 
-    @property
-    def initialised(self) -> bool:
-        return self.shape is not None
-
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -130,10 +126,6 @@ class ModelInfo:
             "metadata": self.metadata,
             "warnings": list(self.warnings),
         }
-
-
-def _parent(path: str) -> str:
-    return path.rsplit(".", 1)[0] if "." in path else ""
 
 
 def natural_key(name: str) -> tuple:

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from modeltui.core.errors import CheckpointError, ModelTuiError, TargetError
+from modeltui.core.errors import CheckpointError, ModelTuiError, TargetError, first_line
 from modeltui.core.forward import model_device
 from modeltui.core.inputs import InputSpec
 from modeltui.core.structure import ModelInfo
@@ -262,7 +262,7 @@ def _prepare(model, shown: str, *, weights, dev, input_specs, trust) -> Opened:
                 model(*xs)
         except Exception as e:
             shapes = " and ".join(f"[{s}]" for s in input_specs)
-            raise TargetError(f"forward pass with input {shapes} failed: {type(e).__name__}: {_one_line(e)}") from None
+            raise TargetError(f"forward pass with input {shapes} failed: {type(e).__name__}: {first_line(e)}") from None
         finally:
             model.train(was_training)
     from modeltui.core.inspect import from_module
@@ -272,11 +272,6 @@ def _prepare(model, shown: str, *, weights, dev, input_specs, trust) -> Opened:
     if report is not None:
         info.metadata["weights"] = os.path.basename(report.path)
     return Opened(info, model, None, tensors, report, str(dev or model_device(model)))
-
-
-def _one_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0][:300] if lines else ""
 
 
 def load_weights(model, path: str, *, trust: bool = False) -> WeightsReport:
@@ -323,7 +318,7 @@ def load_weights(model, path: str, *, trust: bool = False) -> WeightsReport:
     try:
         model.load_state_dict(to_load, strict=False)
     except Exception as e:
-        raise TargetError(f"--weights: loading {os.path.basename(path)} failed: {_one_line(e)}") from None
+        raise TargetError(f"--weights: loading {os.path.basename(path)} failed: {first_line(e)}") from None
     report.loaded = list(to_load)
     if source is not None:
         source.close()

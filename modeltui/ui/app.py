@@ -104,7 +104,6 @@ class ModelTuiApp(App[int]):
         self.stats_cache: dict[tuple[str, bool], Any] = {}
         self.matches: list[NodeRef] = []
         self.match_index = -1
-        self.first_paint_at: float | None = None
         self.session = None  # core.Session once a module target is open
         self.forward_records: dict = {}
 
@@ -177,7 +176,6 @@ class ModelTuiApp(App[int]):
         self.call_after_refresh(self._painted)
 
     def _painted(self) -> None:
-        self.first_paint_at = time.perf_counter()
         log = os.environ.get("MODELTUI_PAINT_LOG")
         if log:
             with open(log, "w") as f:
@@ -461,6 +459,7 @@ class ModelTuiApp(App[int]):
 
         worker = get_current_worker()
         result = run_forward(self.opened.model, specs, should_stop=lambda: worker.is_cancelled)
+        self.opened.refresh()  # lazy modules may have materialised; a big model takes a while
         stats, grids = [], []
         for out in result.outputs[:4]:
             try:
@@ -477,7 +476,6 @@ class ModelTuiApp(App[int]):
         from modeltui.ui.dialogs import ForwardResultScreen
 
         self.forward_records = result.records
-        self.opened.refresh()  # lazy modules may have materialised
         self._after_change()
         if result.error == "cancelled":
             self.notify("forward pass cancelled", severity="warning")
@@ -532,26 +530,21 @@ class ModelTuiApp(App[int]):
             self.notify(desc, title="Edited", timeout=5)
 
     def action_undo(self) -> None:
-        if not self._need_session():
-            return
-        try:
-            desc = self.session.undo()
-        except ModelTuiError as e:
-            self.notify(str(e), severity="warning")
-            return
-        self._after_change()
-        self.notify(f"undid: {desc}", timeout=5)
+        self._undo_or_redo("undo", "undid")
 
     def action_redo(self) -> None:
+        self._undo_or_redo("redo", "redid")
+
+    def _undo_or_redo(self, verb: str, done: str) -> None:
         if not self._need_session():
             return
         try:
-            desc = self.session.redo()
+            desc = getattr(self.session, verb)()
         except ModelTuiError as e:
             self.notify(str(e), severity="warning")
             return
         self._after_change()
-        self.notify(f"redid: {desc}", timeout=5)
+        self.notify(f"{done}: {desc}", timeout=5)
 
     def _after_change(self) -> None:
         """Refresh every view from the session's model."""
