@@ -4,6 +4,7 @@ import hashlib
 import os
 import random
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -145,3 +146,19 @@ def test_kill_9_during_headless_save_leaves_old_or_new(tmp_path):
         for f in os.listdir(tmp_path):
             assert not f.endswith(".safetensors") or not f.startswith(".")
     assert outcomes  # at least one kill observed
+
+
+def test_saved_file_mode_follows_umask_or_the_old_file(tmp_path):
+    sd = {"w": torch.ones(3)}
+    new = tmp_path / "new.safetensors"
+    old_mask = os.umask(0o027)
+    try:
+        save_state_dict(sd, str(new))
+    finally:
+        os.umask(old_mask)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o640
+    kept = tmp_path / "kept.pt"
+    kept.write_bytes(b"old")
+    kept.chmod(0o604)
+    save_state_dict(sd, str(kept))
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o604

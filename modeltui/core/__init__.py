@@ -14,7 +14,7 @@ from modeltui.core.errors import (
 )
 from modeltui.core.inputs import InputSpec, parse_input_spec
 from modeltui.core.structure import ModelInfo, ModuleInfo, TensorInfo
-from modeltui.core.targets import Opened, WeightsReport, open_target
+from modeltui.core.targets import Opened, WeightsReport, open_module, open_target
 
 __all__ = [
     "Cancelled",
@@ -29,6 +29,7 @@ __all__ = [
     "TensorInfo",
     "UnsafeCheckpointError",
     "WeightsReport",
+    "open_module",
     "open_target",
     "parse_input_spec",
 ]

@@ -107,6 +107,7 @@ def save_state_dict(sd: dict[str, Any], path: str, *, metadata: dict[str, str] |
         raise SaveError(f"saving {base} failed: {_explain(e, folder)}; nothing was changed") from None
     os.close(fd)
     try:
+        os.chmod(tmp, _file_mode(path))
         kept, aliases = _dedupe(sd)
         if base.endswith(SAFETENSORS):
             from safetensors.torch import save_file
@@ -136,6 +137,30 @@ def save_state_dict(sd: dict[str, Any], path: str, *, metadata: dict[str, str] |
         raise SaveError(f"saving {base} failed: {type(e).__name__}: {e}; {base} is unchanged") from None
     nbytes = sum(v.numel() * v.element_size() for v in kept.values())
     return SaveReport(path, len(sd), len(kept), nbytes, aliases)
+
+
+def _file_mode(path: str) -> int:
+    """The mode the saved file gets: the old file's, or what umask gives a new one.
+
+    ``mkstemp`` makes its file 0600; without this a re-saved checkpoint would
+    silently stop being readable by the group.
+    """
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        pass
+    mask = None
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    mask = int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    if mask is None:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _remove(p: str) -> None:

@@ -23,10 +23,14 @@ class Edit:
 
     description: str
     saved: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # id -> (tensor, copy of other values)
+    # a structural change (tie, untie, dtype cast): functions that redo / undo it
+    redo_fn: Callable[[], Any] | None = None
+    undo_fn: Callable[[], Any] | None = None
+    held_bytes: int = 0  # memory kept alive by a structural change's undo record
 
     @property
     def nbytes(self) -> int:
-        return sum(c.numel() * c.element_size() for _, c in self.saved.values())
+        return self.held_bytes + sum(c.numel() * c.element_size() for _, c in self.saved.values())
 
 
 class Session:
@@ -104,6 +108,38 @@ class Session:
         self._changed()
         return result
 
+    def apply_structural(self, description: str, do: Callable[[], Any], undo: Callable[[], Any], *, held_bytes: int = 0) -> Any:
+        """Run ``do`` (a change of which tensor objects the model holds) as one edit.
+
+        ``undo`` must put back exactly what ``do`` replaced; ``do`` is called
+        again on redo. ``do`` must check everything before changing anything;
+        if it raises anyway, ``undo`` is tried and an :class:`EditError` raised.
+        """
+        import torch
+
+        try:
+            with torch.no_grad():
+                result = do()
+        except Exception as e:
+            try:
+                with torch.no_grad():
+                    undo()
+            except Exception:
+                pass
+            if isinstance(e, ModelTuiError):
+                raise EditError(str(e)) from None
+            raise EditError(f"{description} failed: {type(e).__name__}: {first_line(e)}; nothing was changed") from None
+        self.undo_stack.append(Edit(description, redo_fn=do, undo_fn=undo, held_bytes=held_bytes))
+        self.redo_stack.clear()
+        self.log.append(description)
+        self._changed()
+        return result
+
+    def note(self, description: str) -> None:
+        """Log a change that is not undone with u (a device move) and refresh the views."""
+        self.log.append(description)
+        self._changed()
+
     def _restore(self, edit: Edit) -> None:
         import torch
 
@@ -124,6 +160,15 @@ class Session:
         if not source:
             raise EditError(f"nothing to {verb}")
         edit = source.pop()
+        if edit.undo_fn is not None:
+            import torch
+
+            with torch.no_grad():
+                (edit.undo_fn if verb == "undo" else edit.redo_fn)()
+            target.append(edit)
+            self.log.append(f"{verb}: {edit.description}")
+            self._changed()
+            return edit.description
         current = Edit(edit.description, {k: (t, t.detach().clone()) for k, (t, _) in edit.saved.items()})
         self._restore(edit)
         target.append(current)

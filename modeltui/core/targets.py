@@ -229,6 +229,11 @@ def open_target(
     return _prepare(model, shown, weights=weights, dev=dev, input_specs=input_specs, trust=trust)
 
 
+def open_module(model, name: str = "model") -> Opened:
+    """Open an ``nn.Module`` already in hand (scripts, notebooks, tests)."""
+    return _prepare(model, name, weights=None, dev=None, input_specs=(), trust=False)
+
+
 def _prepare(model, shown: str, *, weights, dev, input_specs, trust) -> Opened:
     import torch
 

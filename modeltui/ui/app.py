@@ -27,6 +27,9 @@ KEYS = [
     ("f", "forward pass on random inputs (x cancels a long run)"),
     ("i", "initialise the selected module's subtree or tensor"),
     ("e", "edit values of the selected tensor: [0, 0] = 42, [:] += 1, *= 0.5"),
+    ("t", "tie the selected module or parameter to another one, or untie it"),
+    ("s", "save the state_dict (.safetensors or .pt), verified, atomic"),
+    ("d", "move the model to another device, or cast its dtype"),
     ("u / ctrl+y", "undo / redo"),
     ("↑ ↓", "move in the tree"),
     ("→ / ←", "expand / collapse (or go to parent)"),
@@ -71,6 +74,9 @@ class ModelTuiApp(App[int]):
         Binding("f", "forward", "Forward"),
         Binding("i", "initialise", "Init"),
         Binding("e", "edit_values", "Edit"),
+        Binding("t", "tie", "Tie"),
+        Binding("s", "save", "Save"),
+        Binding("d", "device", "Device"),
         Binding("u", "undo", "Undo"),
         Binding("ctrl+y", "redo", "Redo"),
         Binding("x", "cancel_forward", "Cancel run", show=False),
@@ -135,6 +141,9 @@ class ModelTuiApp(App[int]):
         yield SystemCommand("Forward pass", "Run the model on random inputs and record output shapes (f)", self.action_forward)
         yield SystemCommand("Initialise", "Apply an initialiser to the selected module or tensor (i)", self.action_initialise)
         yield SystemCommand("Edit values", "Assign over a slice of the selected tensor (e)", self.action_edit_values)
+        yield SystemCommand("Tie / untie", "Make a module or parameter share another's parameters, or give it its own copy (t)", self.action_tie)
+        yield SystemCommand("Save", "Save the state_dict to .safetensors or .pt, verified (s)", self.action_save)
+        yield SystemCommand("Device / dtype", "Move the model to a device or cast its floating-point tensors (d)", self.action_device)
         yield SystemCommand("Undo", "Undo the last change (u)", self.action_undo)
         yield SystemCommand("Redo", "Redo the last undone change (ctrl+y)", self.action_redo)
         yield SystemCommand("Search", "Search modules and tensors by name or class (/)", self.action_search)
@@ -476,7 +485,7 @@ class ModelTuiApp(App[int]):
         from modeltui.ui.dialogs import ForwardResultScreen
 
         self.forward_records = result.records
-        self._after_change()
+        self.refresh_views()
         if result.error == "cancelled":
             self.notify("forward pass cancelled", severity="warning")
             return
@@ -504,7 +513,7 @@ class ModelTuiApp(App[int]):
             return
         from modeltui.core.preview import fmt_value
 
-        self._after_change()
+        self.refresh_views()
         lines = [report.description]
         for n in report.names[:3]:
             b, a = report.before.get(n), report.after.get(n)
@@ -526,8 +535,45 @@ class ModelTuiApp(App[int]):
 
     def _edited(self, desc) -> None:
         if desc:
-            self._after_change()
+            self.refresh_views()
             self.notify(desc, title="Edited", timeout=5)
+
+    def action_tie(self) -> None:
+        if not self._need_session():
+            return
+        from modeltui.ui.dialogs import TieDialog
+
+        module, tensor = self._selection()
+        self.push_screen(TieDialog(self.session, tensor if tensor is not None else module or ""), self._edited)
+
+    def action_save(self) -> None:
+        if self.opened is None:
+            self.notify("the target is not open yet", severity="warning")
+            return
+        from modeltui.ui.dialogs import SaveDialog, default_save_path
+
+        path = default_save_path(self.opened, self.target, self.options["weights"])
+        self.push_screen(SaveDialog(self.opened, path), self._saved)
+
+    def _saved(self, report) -> None:
+        if report is None:
+            return
+        from modeltui.format import fmt_bytes
+
+        if self.session is not None:
+            self.session.mark_saved()
+        self.refresh_views()
+        tied = f", {len(report.aliases)} tied name(s) stored once" if report.aliases else ""
+        self.notify(f"{report.path}\n{report.tensors} tensors, {fmt_bytes(report.nbytes)}{tied}; read back and verified",
+                    title="Saved", timeout=8)
+
+    def action_device(self) -> None:
+        if not self._need_session():
+            return
+        from modeltui.core.devices import list_devices
+        from modeltui.ui.dialogs import DeviceDialog
+
+        self.push_screen(DeviceDialog(self.session, list_devices()), self._edited)
 
     def action_undo(self) -> None:
         self._undo_or_redo("undo", "undid")
@@ -543,10 +589,10 @@ class ModelTuiApp(App[int]):
         except ModelTuiError as e:
             self.notify(str(e), severity="warning")
             return
-        self._after_change()
+        self.refresh_views()
         self.notify(f"{done}: {desc}", timeout=5)
 
-    def _after_change(self) -> None:
+    def refresh_views(self) -> None:
         """Refresh every view from the session's model."""
         info = self.opened.info
         self.stats_cache.clear()

@@ -269,17 +269,21 @@ class EditDialog(Dialog):
         self.app.call_from_thread(self.dismiss, desc)
 
 
-class ConfirmQuit(ModalScreen[bool]):
-    """Quit with unsaved changes? y / n."""
+class Confirm(ModalScreen[bool]):
+    """A yes / no question: y or n (escape is no)."""
 
-    BINDINGS = [Binding("y", "yes", "Quit"), Binding("n,escape", "no", "Stay")]
+    BINDINGS = [Binding("y", "yes", "Yes"), Binding("n,escape", "no", "No")]
+
+    def __init__(self, question: str, yes: str = "Yes", no: str = "No"):
+        super().__init__()
+        self.question, self.yes_label, self.no_label = question, yes, no
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static("There are unsaved changes. Quit and lose them?", classes="dialog-title")
+            yield Static(self.question, classes="dialog-title")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Quit (y)", variant="error", id="yes")
-                yield Button("Stay (n)", variant="primary", id="no")
+                yield Button(f"{self.yes_label} (y)", variant="error", id="yes")
+                yield Button(f"{self.no_label} (n)", variant="primary", id="no")
 
     def action_yes(self) -> None:
         self.dismiss(True)
@@ -290,6 +294,262 @@ class ConfirmQuit(ModalScreen[bool]):
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
+
+
+class ConfirmQuit(Confirm):
+    """Quit with unsaved changes? y / n."""
+
+    def __init__(self):
+        super().__init__("There are unsaved changes. Quit and lose them?", "Quit", "Stay")
+
+
+class TieDialog(Dialog):
+    """Tie a target to a source's parameters, or untie a target."""
+
+    OK = "Apply"
+
+    def __init__(self, session, selection: str):
+        super().__init__()
+        self.session = session
+        self.selection = selection
+
+    def title_text(self) -> str:
+        return "Tie or untie parameters"
+
+    def body(self) -> ComposeResult:
+        from textual.suggester import SuggestFromList
+
+        info = self.session.opened.info
+        names = [p for p in info.modules if p] + [n for n, t in info.tensors.items() if t.kind == "parameter"]
+        suggest = SuggestFromList(names, case_sensitive=True)
+        tied = self._is_tied(self.selection)
+        yield Select([("tie: the target uses the source's parameters", "tie"),
+                      ("untie: the target gets its own copy", "untie")],
+                     value="untie" if tied else "tie", allow_blank=False, id="mode")
+        yield Label("target (module or parameter; → accepts a suggestion)")
+        yield Input(self.selection or "(root)", id="target", suggester=suggest)
+        yield Label("source (module or parameter): its parameters are kept", id="source-label")
+        yield Input(placeholder="e.g. embed_tokens or tok.weight", id="source", suggester=suggest, disabled=tied)
+        yield Static(Text("Modules are tied by matching parameter names (weight with weight); shapes, dtypes and devices "
+                          "must match. u undoes.", style="dim"))
+
+    def _is_tied(self, name: str) -> bool:
+        info = self.session.opened.info
+        if name in info.tensors:
+            return bool(info.tensors[name].tied_with)
+        return bool(name in info.modules and name and info.modules[name].shared_with)
+
+    def on_mount(self) -> None:
+        box = self.query_one("#target" if self._is_tied(self.selection) else "#source", Input)
+        box.focus()
+
+    @on(Select.Changed, "#mode")
+    def _mode_changed(self, event: Select.Changed) -> None:
+        self.query_one("#source", Input).disabled = event.value == "untie"
+
+    def submit(self) -> None:
+        mode = str(self.query_one("#mode", Select).value)
+        target = self.query_one("#target", Input).value
+        source = self.query_one("#source", Input).value
+        self.query_one("#ok", Button).disabled = True
+        self.run_tie(mode, source, target)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="edit")
+    def run_tie(self, mode: str, source: str, target: str) -> None:
+        from modeltui.core.surgery import tie, untie
+
+        try:
+            desc = untie(self.session, target) if mode == "untie" else tie(self.session, source, target)
+        except ModelTuiError as e:
+            self.app.call_from_thread(self.show_error, str(e))
+            return
+        self.app.call_from_thread(self.dismiss, desc)
+
+
+def default_save_path(opened, target: str | None, weights: str | None) -> str:
+    """Where the save dialog suggests writing."""
+    import os
+
+    if weights and os.path.isfile(weights):
+        return weights
+    if target and os.path.exists(target) and opened.model is None:
+        if os.path.isfile(target):
+            stem, ext = os.path.splitext(target)
+            return target if ext == ".safetensors" else stem + ".safetensors"
+        return os.path.join(target.rstrip("/"), "model.safetensors")
+    name = (target or "model").rpartition(":")[2].rpartition(".")[2] or "model"
+    return name + ".safetensors"
+
+
+class SaveDialog(Dialog):
+    """Save the state_dict: the path decides the format; asks before overwriting."""
+
+    OK = "Save"
+
+    def __init__(self, opened, path: str):
+        super().__init__()
+        self.opened = opened
+        self.path = path
+
+    def title_text(self) -> str:
+        return "Save the state_dict"
+
+    def body(self) -> ComposeResult:
+        yield Label("path (.safetensors, or .pt / .pth / .bin / .ckpt for torch.save)")
+        yield Input(self.path, id="path")
+        yield Static(Text("Written to a temp file, read back and checked, then moved into place; "
+                          "tied tensors are stored once.", style="dim"))
+
+    def submit(self) -> None:
+        import os
+
+        from modeltui.core.saving import SAFETENSORS, TORCH
+
+        path = os.path.expanduser(self.query_one("#path", Input).value.strip())
+        if not path:
+            self.show_error("give a path to save to, e.g. model.safetensors")
+            return
+        if os.path.isdir(path):
+            self.show_error(f"{path} is a folder; give a file name inside it")
+            return
+        if not path.endswith(SAFETENSORS + TORCH):
+            self.show_error(f"{os.path.basename(path)}: unknown format; end the name with .safetensors, .pt, .pth, .bin or .ckpt")
+            return
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            self.show_error(f"folder {folder} does not exist")
+            return
+        if os.path.exists(path):
+            def answer(yes: bool | None) -> None:
+                if yes:
+                    self._start(path)
+
+            self.app.push_screen(Confirm(f"{path} exists. Overwrite it?", "Overwrite", "Keep it"), answer)
+            return
+        self._start(path)
+
+    def _start(self, path: str) -> None:
+        self.query_one("#ok", Button).disabled = True
+        self.query_one("#error", Static).update(Text("saving and verifying…", style="dim"))
+        self.run_save(path)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="save")
+    def run_save(self, path: str) -> None:
+        from modeltui.core.saving import save_state_dict, state_for_saving
+
+        try:
+            report = save_state_dict(state_for_saving(self.opened), path)
+        except ModelTuiError as e:
+            self.app.call_from_thread(self.show_error, str(e))
+            return
+        except Exception as e:
+            self.app.call_from_thread(self.show_error, f"{type(e).__name__}: {e}")
+            return
+        self.app.call_from_thread(self.dismiss, report)
+
+
+class DeviceDialog(Dialog):
+    """Move the model to a device and/or cast its floating-point tensors."""
+
+    OK = "Apply"
+
+    def __init__(self, session, devices):
+        super().__init__()
+        self.session = session
+        self.devices = devices
+
+    def title_text(self) -> str:
+        return "Device and dtype"
+
+    def body(self) -> ComposeResult:
+        from textual.widgets import ProgressBar
+
+        from modeltui.format import fmt_bytes
+
+        current = self.session.opened.device
+        options = []
+        for d in self.devices:
+            if d.name == "meta":
+                continue
+            label = f"{d.name}  {d.description}"
+            if d.free_bytes is not None:
+                label += f"  ({fmt_bytes(d.free_bytes)} free of {fmt_bytes(d.total_bytes or 0)})"
+            if d.name == current:
+                label += "  ← now"
+            options.append((label, d.name))
+        values = [v for _, v in options]
+        yield Label("device")
+        yield Select(options, value=current if current in values else values[0], allow_blank=False, id="device")
+        yield Label("or type a device (e.g. cuda:1)")
+        yield Input(placeholder="", id="device-text")
+        yield Label("dtype of floating-point tensors (a cast is undone with u)")
+        info = self.session.opened.info
+        yield Select([("keep (" + ", ".join(info.dtypes()) + ")", "keep")] + [(d, d) for d in ("float32", "bfloat16", "float16")],
+                     value="keep", allow_blank=False, id="dtype")
+        yield ProgressBar(total=100, show_eta=False, id="progress")
+
+    def submit(self) -> None:
+        typed = self.query_one("#device-text", Input).value.strip()
+        device = typed or str(self.query_one("#device", Select).value)
+        dtype = str(self.query_one("#dtype", Select).value)
+        if device == self.session.opened.device and dtype == "keep":
+            self.show_error(f"the model is already on {device}; choose another device or a dtype")
+            return
+        self.query_one("#ok", Button).disabled = True
+        self.query_one("#error", Static).update(Text("working… (escape cancels a move)", style="dim"))
+        self.query_one("#progress").display = True
+        self.run_change(device, dtype)
+
+    def on_mount(self) -> None:
+        self.query_one("#progress").display = False
+
+    def action_cancel(self) -> None:
+        running = [w for w in self.workers if w.is_running]
+        for w in running:
+            w.cancel()
+        if not running:
+            self.dismiss(None)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="device")
+    def run_change(self, device: str, dtype: str) -> None:
+        from textual.widgets import ProgressBar
+        from textual.worker import get_current_worker
+
+        from modeltui.core.errors import Cancelled
+        from modeltui.core.surgery import cast, move
+
+        worker = get_current_worker()
+        bar = self.query_one("#progress", ProgressBar)
+        last = [-1]
+
+        def progress(done: int, total: int) -> None:
+            pct = int(100 * done / max(total, 1))
+            if pct != last[0]:
+                last[0] = pct
+                self.app.call_from_thread(bar.update, progress=pct)
+
+        done = []
+        try:
+            if device != self.session.opened.device:
+                done.append(move(self.session, device, progress=progress, should_stop=lambda: worker.is_cancelled))
+            if dtype != "keep":
+                done.append(cast(self.session, dtype))
+        except Cancelled:
+            self.app.call_from_thread(self._cancelled)
+            return
+        except ModelTuiError as e:
+            self.app.call_from_thread(self._failed, str(e), done)
+            return
+        self.app.call_from_thread(self.dismiss, "; ".join(done))
+
+    def _cancelled(self) -> None:
+        self.show_error("move cancelled: the model stays where it was")
+
+    def _failed(self, message: str, done: list[str]) -> None:
+        if done:  # the move worked, the cast did not: say both, stay open
+            message = f"{done[0]}, but: {message}"
+            self.app.refresh_views()
+        self.show_error(message)
 
 
 class ForwardResultScreen(ModalScreen[None]):

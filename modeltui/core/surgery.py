@@ -1,0 +1,337 @@
+"""Structural edits: tie and untie parameters, cast the model's dtype, move it.
+
+Tie, untie and cast are undoable edits of the session (they change which
+tensor objects the model holds, so their undo records hold the objects they
+replaced). A device move keeps every tensor's values and identity; it is
+logged by the session but is not an undo step, and a move that fails or is
+cancelled half way moves back what it had moved.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from modeltui.core.errors import Cancelled, ModelTuiError
+from modeltui.core.session import EditError
+
+CAST_DTYPES = ("float32", "bfloat16", "float16", "float64")
+
+
+def _parent(name: str) -> tuple[str, str]:
+    """``"a.b.weight"`` -> ``("a.b", "weight")``; ``"weight"`` -> ``("", "weight")``."""
+    if "." in name:
+        head, _, tail = name.rpartition(".")
+        return head, tail
+    return "", name
+
+
+def _what(info, name: str) -> str:
+    """``"module"`` or ``"tensor"`` for a name of the model, or raise."""
+    if name in info.tensors:
+        return "tensor"
+    if name in info.modules:
+        return "module"
+    raise EditError(f"'{name}' is neither a module nor a tensor of this model")
+
+
+def _shown(path: str) -> str:
+    return path or "(root)"
+
+
+def _unshown(name: str) -> str:
+    return "" if name == "(root)" else name
+
+
+@dataclass
+class TiePlan:
+    pairs: list[tuple[str, str]]  # (source parameter name, target parameter name)
+
+
+def plan_tie(session, source: str, target: str) -> TiePlan:
+    """Which target parameters become which source parameters; refuses mismatches."""
+    info = session.opened.info
+    source, target = source.strip(), target.strip()
+    if not source or not target:
+        raise EditError("give both a source and a target (a module path or a parameter name)")
+    source, target = _unshown(source), _unshown(target)
+    ks, kt = _what(info, source), _what(info, target)
+    if source == target:
+        raise EditError("the source and the target are the same")
+    pairs: list[tuple[str, str]] = []
+    if ks == "tensor" and kt == "tensor":
+        pairs = [(source, target)]
+    elif ks == "module" and kt == "module":
+        if target.startswith(source + ".") or source.startswith(target + ".") or "" in (source, target):
+            raise EditError("one module contains the other: tie parameters or sibling modules instead")
+        sp, tp = _subtree_params(info, source), _subtree_params(info, target)
+        pairs = [(sp[rel], tp[rel]) for rel in tp if rel in sp]
+        if not pairs:
+            raise EditError(f"'{_shown(source)}' and '{_shown(target)}' have no parameters with the same names to tie")
+    else:
+        tensor, module = (source, target) if ks == "tensor" else (target, source)
+        attr = info.tensors[tensor].attr
+        own = f"{module}.{attr}" if module else attr
+        if own not in info.tensors:
+            raise EditError(f"module '{_shown(module)}' has no parameter named '{attr}' to tie with '{tensor}'")
+        pairs = [(source, own)] if ks == "tensor" else [(own, target)]
+    for s, t in pairs:
+        _check_pair(session, info, s, t)
+    if all(session.opened.tensor(s) is session.opened.tensor(t) for s, t in pairs):
+        raise EditError(f"'{pairs[0][1]}' is already tied to '{pairs[0][0]}'" if len(pairs) == 1 else "these parameters are already tied")
+    return TiePlan(pairs)
+
+
+def _subtree_params(info, path: str) -> dict[str, str]:
+    """Parameters under module ``path``, by name relative to it."""
+    prefix = f"{path}." if path else ""
+    return {n[len(prefix):]: n for n, t in info.tensors.items() if n.startswith(prefix) and t.kind == "parameter"}
+
+
+def _check_pair(session, info, s: str, t: str) -> None:
+    from torch import nn
+
+    for n in (s, t):
+        if info.tensors[n].kind != "parameter":
+            raise EditError(f"'{n}' is a {info.tensors[n].kind}, not a parameter: only parameters can be tied")
+    ps, pt = session.opened.tensor(s), session.opened.tensor(t)
+    for n, p in ((s, ps), (t, pt)):
+        if isinstance(p, nn.parameter.UninitializedTensorMixin):
+            raise EditError(f"'{n}' is an uninitialised lazy parameter: run a forward pass first")
+    if tuple(ps.shape) != tuple(pt.shape):
+        raise EditError(f"cannot tie '{t}' {list(pt.shape)} to '{s}' {list(ps.shape)}: the shapes differ")
+    if ps.dtype != pt.dtype:
+        raise EditError(f"cannot tie '{t}' ({_dt(pt)}) to '{s}' ({_dt(ps)}): the dtypes differ")
+    if ps.device != pt.device:
+        raise EditError(f"cannot tie '{t}' on {pt.device} to '{s}' on {ps.device}: move the model to one device first")
+
+
+def _dt(t) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def tie(session, source: str, target: str) -> str:
+    """Make ``target`` use ``source``'s Parameter objects; returns the edit's description."""
+    plan = plan_tie(session, source, target)
+    model = session.model
+    slots = []  # (owner module, attr, old parameter, new parameter)
+    for s, t in plan.pairs:
+        mod_path, attr = _parent(t)
+        owner = model.get_submodule(mod_path)
+        slots.append((owner, attr, owner._parameters[attr], session.opened.tensor(s)))
+
+    def do():
+        for owner, attr, _, new in slots:
+            owner._parameters[attr] = new
+
+    def undo():
+        for owner, attr, old, _ in slots:
+            owner._parameters[attr] = old
+
+    if len(plan.pairs) == 1:
+        desc = f"tie {plan.pairs[0][1]} to {plan.pairs[0][0]}"
+    else:
+        desc = f"tie {len(plan.pairs)} parameters of {_shown(target)} to {_shown(source)}"
+    session.apply_structural(desc, do, undo)
+    return desc
+
+
+def untie(session, name: str) -> str:
+    """Give ``name`` (a parameter or a module) its own copy of what it shares."""
+    info = session.opened.info
+    name = _unshown(name.strip())
+    kind = _what(info, name)
+    model = session.model
+    if kind == "module":
+        return _untie_module(session, info, model, name)
+    x = info.tensors[name]
+    if x.kind != "parameter":
+        raise EditError(f"'{name}' is a {x.kind}; only parameters are tied and untied")
+    if not x.tied_with:
+        raise EditError(f"'{name}' is not tied to anything")
+    owner = model.get_submodule(x.module)
+    others = [n for n in x.tied_with if not (model.get_submodule(info.tensors[n].module) is owner and info.tensors[n].attr == x.attr)]
+    if not others:
+        where = ", ".join([_shown(x.module)] + info.modules[x.module].shared_with)
+        raise EditError(f"'{name}' is shared because its module is used at {where}: untie the module '{_shown(x.module)}' instead")
+    slots = [(owner, x.attr)]
+    desc = f"untie {name} (own copy; was tied with {', '.join(others[:3])}{'…' if len(others) > 3 else ''})"
+    return _replace_params(session, slots, desc)
+
+
+def _untie_module(session, info, model, path: str) -> str:
+    if not path:
+        raise EditError("the root module cannot be untied; choose a submodule or a parameter")
+    m = info.modules[path]
+    if m.shared_with:
+        parent_path, attr = _parent(path)
+        parent = model.get_submodule(parent_path)
+        old = parent._modules[attr]
+        new = copy.deepcopy(old)
+        held = sum(p.numel() * p.element_size() for p in new.parameters()) + sum(b.numel() * b.element_size() for b in new.buffers())
+
+        def do():
+            parent._modules[attr] = new
+
+        def undo():
+            parent._modules[attr] = old
+
+        desc = f"untie module {path} (own copy; was also used at {', '.join(m.shared_with[:3])})"
+        session.apply_structural(desc, do, undo, held_bytes=held)
+        return desc
+    prefix = path + "."
+    slots, seen = [], set()
+    for n, t in info.tensors.items():
+        if not n.startswith(prefix) or t.kind != "parameter":
+            continue
+        if any(not o.startswith(prefix) for o in t.tied_with):
+            owner = model.get_submodule(t.module)
+            if (id(owner), t.attr) not in seen:
+                seen.add((id(owner), t.attr))
+                slots.append((owner, t.attr))
+    if not slots:
+        raise EditError(f"nothing under '{path}' is tied to a parameter outside it")
+    return _replace_params(session, slots, f"untie {len(slots)} parameter(s) of {path}")
+
+
+def _replace_params(session, slots, desc: str) -> str:
+    from torch import nn
+
+    olds = [owner._parameters[attr] for owner, attr in slots]
+    news = [nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad) for p in olds]
+    held = sum(p.numel() * p.element_size() for p in news)
+
+    def do():
+        for (owner, attr), new in zip(slots, news):
+            owner._parameters[attr] = new
+
+    def undo():
+        for (owner, attr), old in zip(slots, olds):
+            owner._parameters[attr] = old
+
+    session.apply_structural(desc, do, undo, held_bytes=held)
+    return desc
+
+
+# ---------------------------------------------------------------- dtype cast
+
+
+def _unique_tensors(model) -> list[Any]:
+    """Parameters and buffers of ``model``, each object once."""
+    seen: set[int] = set()
+    out = []
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            out.append(t)
+    return out
+
+
+def cast(session, dtype_name: str) -> str:
+    """Cast every floating-point parameter and buffer to ``dtype_name`` (undoable)."""
+    import torch
+    from torch import nn
+
+    if dtype_name not in CAST_DTYPES:
+        raise EditError(f"cannot cast to '{dtype_name}': choose one of {', '.join(CAST_DTYPES)}")
+    dtype = getattr(torch, dtype_name)
+    model = session.model
+    todo = []
+    for t in _unique_tensors(model):
+        if isinstance(t, nn.parameter.UninitializedTensorMixin):
+            raise EditError("the model has uninitialised lazy parameters: run a forward pass before casting")
+        if t.is_floating_point() and t.dtype != dtype:
+            todo.append(t)
+    if not todo:
+        raise EditError(f"every floating-point tensor is already {dtype_name}")
+    old_data = [t.data for t in todo]
+    old_grads = [t.grad for t in todo]
+    held = sum(d.numel() * d.element_size() for d in old_data)
+
+    def do():
+        for t, d, g in zip(todo, old_data, old_grads):
+            t.data = d.to(dtype)
+            if g is not None:
+                t.grad = g.to(dtype)
+
+    def undo():
+        for t, d, g in zip(todo, old_data, old_grads):
+            t.data = d
+            if g is not None or t.grad is not None:
+                t.grad = g
+
+    desc = f"cast {len(todo)} tensor(s) to {dtype_name}"
+    session.apply_structural(desc, do, undo, held_bytes=held)
+    return desc
+
+
+# ---------------------------------------------------------------- device move
+
+
+def move(session, device: str, *, progress: Callable[[int, int], None] | None = None,
+         should_stop: Callable[[], bool] | None = None) -> str:
+    """Move every parameter and buffer (and gradient) to ``device``, keeping ties.
+
+    Tensor objects keep their identity (only ``.data`` changes), so undo
+    records and ties stay valid. On an error or a cancel, the tensors moved
+    so far go back and the error is raised: nothing moves.
+    """
+    import torch
+    from torch import nn
+
+    from modeltui.core.devices import resolve_device
+
+    try:
+        dev = resolve_device(device)
+    except ModelTuiError as e:
+        raise EditError(str(e)) from None
+    model = session.model
+    tensors = _unique_tensors(model)
+    if any(isinstance(t, nn.parameter.UninitializedTensorMixin) for t in tensors):
+        raise EditError("the model has uninitialised lazy parameters: run a forward pass before moving it")
+    if dev.type == "meta":
+        raise EditError("moving to meta would drop every value; open the target with -d meta instead")
+    if any(t.is_meta for t in tensors):
+        raise EditError("tensors on the meta device have no values to move; reopen the target on a real device")
+    todo = [t for t in tensors if t.device != dev or (t.grad is not None and t.grad.device != dev)]
+    if not todo:
+        raise EditError(f"the model is already on {dev}")
+    total = sum(t.numel() * t.element_size() for t in todo)
+    done_bytes = 0
+    moved: list[tuple[Any, Any, Any]] = []  # tensor, old data, old grad
+    try:
+        with torch.no_grad():
+            for t in todo:
+                if should_stop is not None and should_stop():
+                    raise Cancelled("device move cancelled")
+                old, g = t.data, t.grad
+                new = old.to(dev)
+                newg = g.to(dev) if g is not None else None
+                t.data = new
+                if g is not None:
+                    t.grad = newg
+                moved.append((t, old, g))
+                done_bytes += t.numel() * t.element_size()
+                if progress is not None:
+                    progress(done_bytes, total)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+    except BaseException as e:
+        with torch.no_grad():
+            for t, old, g in reversed(moved):
+                t.data = old
+                t.grad = g
+        if isinstance(e, Cancelled):
+            raise
+        if isinstance(e, ModelTuiError):
+            raise EditError(str(e)) from None
+        if isinstance(e, Exception):
+            from modeltui.core.errors import first_line
+
+            raise EditError(f"moving to {dev} failed: {type(e).__name__}: {first_line(e)}; the model stays where it was") from None
+        raise
+    session.opened.device = str(dev)
+    desc = f"moved {len(todo)} tensor(s) to {dev}"
+    session.note(desc)
+    return desc

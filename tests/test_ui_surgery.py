@@ -1,0 +1,168 @@
+"""Pilot tests of tie / untie (t), save (s) and device / dtype (d)."""
+
+import os
+
+import torch
+from textual.widgets import Button, Input, Select
+
+from modeltui.core import open_target
+from modeltui.ui.app import ModelTuiApp
+from modeltui.ui.dialogs import Confirm, DeviceDialog, SaveDialog, TieDialog
+from modeltui.ui.widgets import HeaderBar, ModuleTree, NodeRef
+from tests.test_editing import model_hash
+from tests.test_ui_editing import error_text, select, settle
+
+
+def header(app) -> str:
+    return str(app.query_one(HeaderBar).render())
+
+
+async def test_tie_from_dialog_updates_tree_totals_and_undo():
+    app = ModelTuiApp("sample_models.zoo:tiny_decoder")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        total = app.info.total_params
+        await select(app, pilot, NodeRef("module", "lm_head"))
+        await pilot.press("t")
+        await pilot.pause()
+        assert isinstance(app.screen, TieDialog)
+        assert app.screen.query_one("#target", Input).value == "lm_head"
+        app.screen.query_one("#source", Input).value = "embed_tokens"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, TieDialog)
+        m = app.opened.model
+        assert m.lm_head.weight is m.embed_tokens.weight
+        assert app.info.total_params == total - 100 * 32
+        assert "⇄" in str(app.query_one(ModuleTree).nodes_by_ref[NodeRef("module", "lm_head")].label)
+        assert "unsaved" in header(app)
+        await pilot.press("u")
+        await settle(app, pilot)
+        assert m.lm_head.weight is not m.embed_tokens.weight
+        assert app.info.total_params == total and "unsaved" not in header(app)
+
+
+async def test_tie_mismatch_refused_inline_and_untie_tied_lm():
+    app = ModelTuiApp("sample_models.zoo:TinyGPT")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        h = model_hash(app.opened.model)
+        await select(app, pilot, NodeRef("tensor", "pos.weight"))
+        await pilot.press("t")
+        await pilot.pause()
+        app.screen.query_one("#source", Input).value = "tok.weight"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, TieDialog)
+        assert "shapes differ" in error_text(app.screen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert model_hash(app.opened.model) == h and not app.session.undo_stack
+        # a tied parameter opens in untie mode
+        await select(app, pilot, NodeRef("tensor", "lm_head.weight"))
+        await pilot.press("t")
+        await pilot.pause()
+        assert app.screen.query_one("#mode", Select).value == "untie"
+        app.screen.query_one("#ok", Button).press()
+        await settle(app, pilot)
+        m = app.opened.model
+        assert m.lm_head.weight is not m.tok.weight and app.info.tied_groups == []
+
+
+async def test_save_dialog_writes_verifies_clears_mark_and_asks_before_overwrite(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = ModelTuiApp("sample_models.zoo:TinyGPT")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        await select(app, pilot, NodeRef("tensor", "pos.weight"))
+        await pilot.press("e")
+        await pilot.pause()
+        app.screen.query_one("#expr", Input).value = "[0, 0] = 7"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.session.dirty
+        await pilot.press("s")
+        await pilot.pause()
+        assert isinstance(app.screen, SaveDialog)
+        assert app.screen.query_one("#path", Input).value == "TinyGPT.safetensors"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, SaveDialog)
+        out = tmp_path / "TinyGPT.safetensors"
+        assert out.exists() and not app.session.dirty and "unsaved" not in header(app)
+        listed = open_target(str(out))
+        assert listed.info.tensors["lm_head.weight"].tied_with == ["tok.weight"]
+        assert float(listed.tensor("pos.weight")[0, 0]) == 7.0
+        listed.close()
+        # change again, save to the same path: confirm first; "n" keeps the file
+        before = out.read_bytes()
+        await pilot.press("e")
+        await pilot.pause()
+        app.screen.query_one("#expr", Input).value = "[0, 0] = 8"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        await pilot.press("s")
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, Confirm)
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, SaveDialog) and out.read_bytes() == before
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert out.read_bytes() != before and not app.session.dirty
+
+
+async def test_save_dialog_bad_paths_answered_inline(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    app = ModelTuiApp("sample_models.zoo:TinyGPT")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("s")
+        await pilot.pause()
+        cases = [("model.txt", "unknown format"), (str(tmp_path), "is a folder"),
+                 (str(tmp_path / "no" / "m.pt"), "does not exist"), ("", "give a path")]
+        if os.geteuid() != 0:  # root writes anywhere
+            cases.append((str(ro / "m.safetensors"), "cannot write"))
+        for path, message in cases:
+            app.screen.query_one("#path", Input).value = path
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert isinstance(app.screen, SaveDialog), path
+            assert message in error_text(app.screen), (path, error_text(app.screen))
+        assert list(tmp_path.iterdir()) == [ro]
+
+
+async def test_device_dialog_cast_and_missing_device():
+    app = ModelTuiApp("sample_models.zoo:TinyGPT")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        h = model_hash(app.opened.model)
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, DeviceDialog)
+        options = [str(o[0]) for o in app.screen.query_one("#device", Select)._options]
+        assert any(o.startswith("cpu") and "now" in o for o in options)
+        app.screen.query_one("#ok", Button).press()
+        await settle(app, pilot)
+        assert "already on cpu" in error_text(app.screen)
+        app.screen.query_one("#device-text", Input).value = "cuda:7"
+        app.screen.query_one("#ok", Button).press()
+        await settle(app, pilot)
+        assert isinstance(app.screen, DeviceDialog) and "not available" in error_text(app.screen)
+        assert model_hash(app.opened.model) == h
+        app.screen.query_one("#device-text", Input).value = ""
+        app.screen.query_one("#dtype", Select).value = "bfloat16"
+        app.screen.query_one("#ok", Button).press()
+        await settle(app, pilot)
+        assert not isinstance(app.screen, DeviceDialog)
+        assert app.opened.model.tok.weight.dtype == torch.bfloat16
+        assert "bfloat16" in header(app) and "unsaved" in header(app)
+        await pilot.press("u")
+        await settle(app, pilot)
+        assert model_hash(app.opened.model) == h and "bfloat16" not in header(app)
