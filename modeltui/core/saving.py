@@ -107,7 +107,6 @@ def save_state_dict(sd: dict[str, Any], path: str, *, metadata: dict[str, str] |
         raise SaveError(f"saving {base} failed: {_explain(e, folder)}; nothing was changed") from None
     os.close(fd)
     try:
-        os.chmod(tmp, _file_mode(path))
         kept, aliases = _dedupe(sd)
         if base.endswith(SAFETENSORS):
             from safetensors.torch import save_file
@@ -120,6 +119,8 @@ def save_state_dict(sd: dict[str, Any], path: str, *, metadata: dict[str, str] |
             for alias, real in aliases.items():
                 cpu[alias] = cpu[real]
             torch.save(cpu, tmp)
+        # after writing: safetensors >= 0.7 writes a new file of its own (mode 0600) over ``tmp``
+        os.chmod(tmp, _file_mode(path))
         with open(tmp, "rb+") as f:
             f.flush()
             os.fsync(f.fileno())
