@@ -36,3 +36,38 @@ def test_save_from_cuda_round_trip(tmp_path):
         back = open_target(path)
         assert all(torch.equal(back.tensor(k), v.cpu()) for k, v in sd.items())
         assert ["lm_head.weight", "tok.weight"] in [sorted(g) for g in back.info.tied_groups]
+
+
+def test_move_to_cuda_keeps_ties_runs_and_comes_back():
+    from modeltui.core.devices import list_devices
+    from modeltui.core.session import Session
+    from modeltui.core.surgery import move
+
+    s = Session(open_target("sample_models.zoo:TinyGPT"))
+    before = {k: v.clone() for k, v in s.model.state_dict().items()}
+    seen = []
+    move(s, "cuda", progress=lambda done, total: seen.append((done, total)))
+    assert s.opened.device.startswith("cuda") and s.opened.info.devices() == ["cuda:0"]
+    assert s.model.lm_head.weight is s.model.tok.weight
+    assert seen and seen[-1][0] == seen[-1][1]
+    r = run_forward(s.model, [parse_input_spec("2,16")])
+    assert r.ok and r.outputs[0].is_cuda
+    st = tensor_stats(s.opened.tensor("tok.weight"))
+    assert st.numel == 512 * 64
+    gpu = [d for d in list_devices() if d.name == "cuda:0"][0]
+    assert gpu.free_bytes and gpu.total_bytes and gpu.free_bytes <= gpu.total_bytes  # memory shown in the dialog
+    move(s, "cpu")
+    assert all(torch.equal(v, before[k]) for k, v in s.model.state_dict().items())
+
+
+def test_cancelled_move_leaves_everything_where_it_was():
+    from modeltui.core.errors import Cancelled
+    from modeltui.core.session import Session
+    from modeltui.core.surgery import move
+
+    s = Session(open_target("sample_models.zoo:TinyGPT"))
+    calls = []
+    with pytest.raises(Cancelled):
+        move(s, "cuda", progress=lambda d, t: calls.append(d), should_stop=lambda: len(calls) >= 3)
+    assert {p.device.type for p in s.model.parameters()} == {"cpu"}
+    assert s.opened.device == "cpu"

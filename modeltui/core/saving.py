@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,14 @@ def _dedupe(sd: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         first.setdefault(key, name)
         kept[name] = t
     return kept, aliases
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(folder: str) -> None:
@@ -121,10 +130,13 @@ def save_state_dict(sd: dict[str, Any], path: str, *, metadata: dict[str, str] |
             torch.save(cpu, tmp)
         # after writing: safetensors >= 0.7 writes a new file of its own (mode 0600) over ``tmp``
         os.chmod(tmp, _file_mode(path))
-        with open(tmp, "rb+") as f:
-            f.flush()
-            os.fsync(f.fileno())
-        _verify(tmp, sd, aliases)
+        # fsync (in the kernel, no GIL) while the read-back check runs from the page cache
+        with ThreadPoolExecutor(1) as pool:
+            synced = pool.submit(_fsync_file, tmp)
+            try:
+                _verify(tmp, sd, aliases, base.endswith(SAFETENSORS))
+            finally:
+                synced.result()
         os.replace(tmp, path)
         _fsync_dir(folder)
     except OSError as e:
@@ -171,26 +183,87 @@ def _remove(p: str) -> None:
         pass
 
 
-def _verify(tmp: str, sd: dict[str, Any], aliases: dict[str, str]) -> None:
-    """Read the written file back and compare every tensor bit for bit."""
-    from modeltui.core.checkpoints import open_checkpoint
+def _verify(tmp: str, sd: dict[str, Any], aliases: dict[str, str], safetensors: bool) -> None:
+    """Read the written file back and compare keys, shapes, dtypes and every value bit for bit."""
+    if safetensors:
+        _verify_safetensors(tmp, sd, aliases)
+    else:
+        _verify_torch(tmp, sd, aliases)
+
+
+def _compare(name: str, got, want) -> None:
+    from modeltui.core.inspect import dtype_name
     from modeltui.core.session import _same_bits
 
-    info, module, src = open_checkpoint(tmp)
+    want = want.detach().to("cpu")
+    if tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype:
+        raise SaveError(f"verification failed: '{name}' came back as {list(got.shape)} {dtype_name(got.dtype)}")
+    if not _same_bits(got.contiguous(), want.contiguous()):
+        raise SaveError(f"verification failed: the values of '{name}' differ after writing")
+
+
+def _missing(found, sd) -> None:
+    if set(found) != set(sd):
+        missing = sorted(set(sd) - set(found)) or sorted(set(found) - set(sd))
+        raise SaveError(f"verification failed: the keys differ after writing, e.g. '{missing[0]}'")
+
+
+def _verify_safetensors(tmp: str, sd: dict[str, Any], aliases: dict[str, str]) -> None:
+    """Header through both our validator and safetensors' own; values through a read-only map."""
+    import mmap
+    import struct
+    import warnings
+
+    import torch
+    from safetensors import safe_open
+
+    from modeltui.core.safetensors_header import read_header
+
+    entries, metadata = read_header(tmp)
+    with safe_open(tmp, framework="pt") as f:  # the library itself must accept the file
+        lib_keys = set(f.keys())
+    _missing(list(lib_keys) + list(aliases), sd)
+    _missing([e.name for e in entries] + list(aliases), sd)
+    for alias, real in aliases.items():
+        if metadata.get(alias) != real:
+            raise SaveError(f"verification failed: the alias '{alias}' -> '{real}' is not in the file's metadata")
+    with open(tmp, "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        size = os.fstat(fh.fileno()).st_size
+        if size == 8 + n:
+            data = torch.empty(0, dtype=torch.uint8)
+        else:
+            if hasattr(mmap, "MAP_SHARED"):  # POSIX: one fault-in instead of one per page
+                flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+                mm = mmap.mmap(fh.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+            else:
+                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            with warnings.catch_warnings():  # read-only on purpose: nothing writes through it
+                warnings.simplefilter("ignore", UserWarning)
+                data = torch.frombuffer(mm, dtype=torch.uint8)[8 + n:]
+        for e in entries:
+            want = sd[e.name]
+            raw = data[e.begin:e.end]
+            got = raw.view(want.dtype).reshape(e.shape) if raw.numel() else torch.empty(e.shape, dtype=want.dtype)
+            _compare(e.name, got, want)
+        del data, raw, got
+
+
+def _verify_torch(tmp: str, sd: dict[str, Any], aliases: dict[str, str]) -> None:
+    """Load with torch (weights only, mmapped) and compare."""
+    import torch
+
     try:
-        if set(info.tensors) != set(sd):
-            missing = sorted(set(sd) - set(info.tensors))
-            raise SaveError(f"verification failed: {len(missing)} tensor(s) missing after writing, e.g. '{missing[0]}'")
-        for name, t in sd.items():
-            got = src.get(name)
-            want = t.detach().to("cpu")
-            if tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype:
-                raise SaveError(f"verification failed: '{name}' came back as {list(got.shape)} {got.dtype}")
-            if not _same_bits(got.contiguous(), want.contiguous()):
-                raise SaveError(f"verification failed: the values of '{name}' differ after writing")
-        for alias, real in aliases.items():
-            if not info.tensors[alias].tied_with or real not in info.tensors[alias].tied_with:
-                raise SaveError(f"verification failed: '{alias}' did not come back tied to '{real}'")
-    finally:
-        if src is not None:
-            src.close()
+        obj = torch.load(tmp, map_location="cpu", mmap=True, weights_only=True)
+    except Exception as e:
+        raise SaveError(f"verification failed: torch cannot load the written file: {e}") from None
+    if not isinstance(obj, dict):
+        raise SaveError("verification failed: the written file does not hold a dict of tensors")
+    _missing(obj, sd)
+    for name, t in sd.items():
+        _compare(name, obj[name], t)
+    from modeltui.core.inspect import tensor_identity
+
+    for alias, real in aliases.items():
+        if tensor_identity(obj[alias]) != tensor_identity(obj[real]):
+            raise SaveError(f"verification failed: '{alias}' did not come back tied to '{real}'")
