@@ -179,7 +179,16 @@ def _refusal(path: str, found: list[str], detail: str = "") -> UnsafeCheckpointE
 
 
 def _normalise(g: str) -> str:
-    return "builtins." + g[len("__builtin__."):] if g.startswith("__builtin__.") else g
+    """The Python 3 name an unpickler resolves ``g`` to (protocol <= 2 pickles use Python 2 names:
+    ``__builtin__.exec`` is ``builtins.exec``, ``commands.call`` is ``subprocess.call``)."""
+    import _compat_pickle
+
+    mod, _, name = g.rpartition(".")
+    if (mod, name) in _compat_pickle.NAME_MAPPING:
+        mod, name = _compat_pickle.NAME_MAPPING[(mod, name)]
+    elif mod in _compat_pickle.IMPORT_MAPPING:
+        mod = _compat_pickle.IMPORT_MAPPING[mod]
+    return f"{mod}.{name}" if mod else name
 
 
 def _unsafe_globals(path: str, is_zip: bool) -> list[str]:
@@ -194,7 +203,11 @@ def _unsafe_globals(path: str, is_zip: bool) -> list[str]:
     allowed = torch_allowed_globals()
     if not allowed:
         return []
-    return [g for g in found if _normalise(g) not in allowed]
+    out = []
+    for g in map(_normalise, found):
+        if g not in allowed and g not in out:
+            out.append(g)
+    return out
 
 
 def _open_pt(path: str, *, trust: bool, target: str):
