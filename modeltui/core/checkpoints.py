@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from modeltui.core.errors import CheckpointError, TargetError, UnsafeCheckpointError, first_line
-from modeltui.core.pickle_scan import pickle_globals, torch_allowed_globals, zip_pickle_globals
+from modeltui.core.pickle_scan import MAX_PICKLE_BYTES, PickleTooLarge, pickle_globals, torch_allowed_globals, zip_pickle_globals
 from modeltui.core.safetensors_header import read_header
 from modeltui.core.structure import ModelInfo, from_state_dict_entries, natural_key
 
@@ -197,8 +197,13 @@ def _unsafe_globals(path: str, is_zip: bool) -> list[str]:
             found = zip_pickle_globals(path)
         else:
             with open(path, "rb") as f:
-                found = pickle_globals(f.read(64 << 20), max_pickles=4)
-    except (OSError, zipfile.BadZipFile, ValueError):
+                found = pickle_globals(f, max_pickles=4)
+    except PickleTooLarge as e:
+        raise CheckpointError(
+            f"{os.path.basename(path)}: its pickle is {e.size / 2**20:,.0f} MB, far more than a list of tensors needs "
+            f"(at most {MAX_PICKLE_BYTES >> 20} MB); refused. Open it only if you trust where it came from: --trust"
+        ) from None
+    except Exception:  # unreadable here: torch's own allow-list still decides
         return []
     allowed = torch_allowed_globals()
     if not allowed:
@@ -230,7 +235,9 @@ def _open_pt(path: str, *, trust: bool, target: str):
             return _module_result(m, target)
     else:
         with open(path, "rb") as f:
-            head = f.read(2)
+            head = f.read(4)
+        if head == b"PK\x03\x04":
+            raise CheckpointError(f"{name}: corrupt or truncated zip archive (its table of contents is missing or damaged)")
         if not head or head[0] != 0x80:
             raise CheckpointError(f"{name}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     if not trust:
@@ -242,7 +249,10 @@ def _open_pt(path: str, *, trust: bool, target: str):
     except pickle.UnpicklingError as e:
         if trust:
             raise CheckpointError(f"{name}: cannot unpickle: {first_line(e)}") from None
-        raise _refusal(path, _unsafe_globals(path, is_zip), _weights_only_reason(e)) from None
+        found, reason = _unsafe_globals(path, is_zip), _weights_only_reason(e)
+        if found or "global" in reason.lower():
+            raise _refusal(path, found, reason) from None
+        raise CheckpointError(f"{name}: corrupt checkpoint: its pickle cannot be read ({reason})") from None
     except (AttributeError, ImportError) as e:
         if trust:
             raise CheckpointError(

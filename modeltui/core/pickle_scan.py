@@ -11,25 +11,44 @@ import io
 import pickletools
 import zipfile
 
+# A state_dict of 100,000 tensors pickles to about 15 MB; torch's weights-only
+# unpickler runs at about 1 µs per opcode, so a hostile pickle of a few hundred
+# MB of one-byte opcodes would take minutes. Past this size we refuse instead.
+MAX_PICKLE_BYTES = 32 << 20
+
+
+class PickleTooLarge(Exception):
+    """A pickle record is larger than any list of tensors needs."""
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.size = size
+
+
 _STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"}
 
 
-def pickle_globals(data: bytes, max_pickles: int = 1) -> list[str]:
-    """Return ``module.name`` for every GLOBAL/STACK_GLOBAL in ``data``.
+def pickle_globals(data, max_pickles: int = 1, max_bytes: int = MAX_PICKLE_BYTES) -> list[str]:
+    """Return ``module.name`` for every GLOBAL/STACK_GLOBAL in ``data`` (bytes or a binary stream).
 
     Scans up to ``max_pickles`` pickles laid end to end (the legacy torch
     format stores several). A malformed pickle ends the scan quietly: the
-    names found so far are returned.
+    names found so far are returned. A pickle running past ``max_bytes``
+    raises :class:`PickleTooLarge`.
     """
     found: list[str] = []
-    stream = io.BytesIO(data)
+    stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
     for _ in range(max_pickles):
-        if stream.tell() >= len(data):
+        start = stream.tell()
+        if not stream.read(1):
             break
+        stream.seek(start)
         memo: dict[int, object] = {}
         last: list[object] = []
         try:
-            for op, arg, _pos in pickletools.genops(stream):
+            for op, arg, pos in pickletools.genops(stream):
+                if pos is not None and pos - start > max_bytes:
+                    raise PickleTooLarge(pos - start)
                 name = op.name
                 if name in _STRING_OPS:
                     last.append(arg)
@@ -51,6 +70,8 @@ def pickle_globals(data: bytes, max_pickles: int = 1) -> list[str]:
                     last.append(None)
                 if len(last) > 64:
                     del last[:-8]
+        except PickleTooLarge:
+            raise
         except Exception:
             break
     out: list[str] = []
@@ -60,13 +81,17 @@ def pickle_globals(data: bytes, max_pickles: int = 1) -> list[str]:
     return out
 
 
-def zip_pickle_globals(path: str) -> list[str]:
-    """Globals asked for by every ``.pkl`` record of a zip checkpoint."""
+def zip_pickle_globals(path: str, max_bytes: int = MAX_PICKLE_BYTES) -> list[str]:
+    """Globals asked for by every ``.pkl`` record of a zip checkpoint (read as a stream)."""
     out: list[str] = []
     with zipfile.ZipFile(path) as z:
         for info in z.infolist():
-            if info.filename.endswith(".pkl") and info.file_size < 1 << 30:
-                for g in pickle_globals(z.read(info)):
+            if not info.filename.endswith(".pkl"):
+                continue
+            if info.file_size > max_bytes:
+                raise PickleTooLarge(info.file_size)
+            with z.open(info) as f:
+                for g in pickle_globals(io.BufferedReader(f), max_bytes=max_bytes):
                     if g not in out:
                         out.append(g)
     return out
