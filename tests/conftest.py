@@ -34,3 +34,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fuzz", type=int, default=None,
+                     help="hypothesis examples per format for the checkpoint fuzzer (default 40; try 2000)")
+    parser.addoption("--kills", type=int, default=None, help="kill -9 rounds per format in the data-safety test (default 6)")

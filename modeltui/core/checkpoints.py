@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Mapping
 from typing import Any
 
-from modeltui.core.errors import CheckpointError, TargetError, UnsafeCheckpointError, first_line
+from modeltui.core.errors import CheckpointError, ModelTuiError, TargetError, UnsafeCheckpointError, first_line
 from modeltui.core.pickle_scan import MAX_PICKLE_BYTES, PickleTooLarge, pickle_globals, torch_allowed_globals, zip_pickle_globals
 from modeltui.core.safetensors_header import read_header
 from modeltui.core.structure import ModelInfo, from_state_dict_entries, natural_key
@@ -101,9 +101,26 @@ def open_checkpoint(path: str, *, trust: bool = False, target: str | None = None
     gc.disable()
     try:
         return _open_checkpoint(path, trust=trust, target=target)
+    except ModelTuiError:
+        raise
+    except MemoryError:
+        raise CheckpointError(f"{os.path.basename(path)}: ran out of memory reading it (corrupt sizes?)") from None
+    except Exception as e:
+        # untrusted bytes reach zipfile, json, torch's readers: whatever they
+        # raise on a corruption nobody foresaw becomes the same clean error
+        raise CheckpointError(
+            f"{os.path.basename(os.path.normpath(path))}: corrupt or unreadable checkpoint ({type(e).__name__}: {_short(e)})"
+        ) from None
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _short(e: BaseException) -> str:
+    """The informative start of a reader's message (torch's zip errors run on for lines)."""
+    text = first_line(e)
+    cut = text.find(". This is an internal miniz error")
+    return text[:cut] if cut > 0 else text
 
 
 def _open_checkpoint(path: str, *, trust: bool, target: str | None):
@@ -223,7 +240,7 @@ def _open_pt(path: str, *, trust: bool, target: str):
         try:
             with zipfile.ZipFile(path) as z:
                 names = z.namelist()
-        except (zipfile.BadZipFile, OSError, ValueError) as e:
+        except Exception as e:  # BadZipFile, NotImplementedError ("zip file version 6.4"), struct.error...
             raise CheckpointError(f"{name}: corrupt zip archive ({e})") from None
         if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
             if not trust:
@@ -261,7 +278,7 @@ def _open_pt(path: str, *, trust: bool, target: str):
             ) from None
         raise CheckpointError(f"{name}: corrupt or unreadable checkpoint ({type(e).__name__}: {first_line(e)})") from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, IndexError, TypeError, struct.error) as e:
-        raise CheckpointError(f"{name}: corrupt or truncated checkpoint ({type(e).__name__}: {first_line(e)})") from None
+        raise CheckpointError(f"{name}: corrupt or truncated checkpoint ({type(e).__name__}: {_short(e)})") from None
     except Exception as e:
         if trust:
             raise CheckpointError(f"{name}: loading failed: {type(e).__name__}: {first_line(e)}") from None

@@ -82,8 +82,10 @@ def _fsync_dir(folder: str) -> None:
 
 
 def _explain(e: OSError, folder: str) -> str:
-    if e.errno == errno.ENOSPC:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return f"the disk holding {folder} is full"
+    if e.errno == errno.EFBIG:
+        return "the file would pass the size limit for files (ulimit -f) or the file system's largest file"
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write in {folder}: {e.strerror}"
     if e.errno == errno.ENOENT:

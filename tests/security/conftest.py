@@ -14,8 +14,3 @@ def payloads(tmp_path_factory):
     folder = tmp_path_factory.mktemp("payloads")
     sentinel = str(folder / "SENTINEL")
     return make_payloads(str(folder / "files"), sentinel), sentinel
-
-
-def pytest_addoption(parser):
-    parser.addoption("--fuzz", type=int, default=None,
-                     help="hypothesis examples per format for the checkpoint fuzzer (default 40; try 2000)")
