@@ -79,6 +79,11 @@ def parse_args(init: Initializer, raw: dict[str, str]) -> dict[str, Any]:
     import torch
 
     out: dict[str, Any] = {}
+    known = [a.name for a in init.args]
+    unknown = [k for k in raw if k not in known]
+    if unknown:
+        takes = f"takes {', '.join(known)}" if known else "takes no arguments"
+        raise InitError(f"{init.name} has no argument '{unknown[0]}' ({takes})")
     for a in init.args:
         text = str(raw.get(a.name, "")).strip()
         if text == "":
