@@ -6,6 +6,7 @@ import torch
 from textual.widgets import Button, Input, Select
 
 from modeltui.core import open_target
+from modeltui.core.session import _same_bits
 from modeltui.ui.app import ModelTuiApp
 from modeltui.ui.dialogs import Confirm, DeviceDialog, SaveDialog, TieDialog
 from modeltui.ui.widgets import HeaderBar, ModuleTree, NodeRef
@@ -93,6 +94,9 @@ async def test_save_dialog_writes_verifies_clears_mark_and_asks_before_overwrite
         listed = open_target(str(out))
         assert listed.info.tensors["lm_head.weight"].tied_with == ["tok.weight"]
         assert float(listed.tensor("pos.weight")[0, 0]) == 7.0
+        sd = app.opened.model.state_dict()
+        assert set(listed.info.tensors) == set(sd)
+        assert all(_same_bits(listed.tensor(k), v) for k, v in sd.items())  # bit for bit through the UI
         listed.close()
         # change again, save to the same path: confirm first; "n" keeps the file
         before = out.read_bytes()

@@ -7,10 +7,23 @@ the model.
 
 from __future__ import annotations
 
+import functools
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from modeltui.core.errors import ModelTuiError, first_line
+
+
+def _locked(method):
+    """Run a Session method holding the session's lock."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class EditError(ModelTuiError):
@@ -44,6 +57,8 @@ class Session:
         self.redo_stack: list[Edit] = []
         self.log: list[str] = []
         self._saved_marker: Edit | None = None  # top of undo_stack when last saved
+        # edits, undo/redo and moves run in worker threads: one at a time
+        self.lock = threading.RLock()
 
     # ------------------------------------------------------------ state
 
@@ -57,6 +72,7 @@ class Session:
         top = self.undo_stack[-1] if self.undo_stack else None
         return top is not self._saved_marker
 
+    @_locked
     def mark_saved(self) -> None:
         self._saved_marker = self.undo_stack[-1] if self.undo_stack else None
 
@@ -73,6 +89,7 @@ class Session:
 
     # ------------------------------------------------------------ edits
 
+    @_locked
     def apply(self, description: str, names: Iterable[str], change: Callable[[], Any], *, prune_unchanged: bool = False) -> Any:
         """Run ``change`` (which modifies the tensors of ``names`` in place) as one edit.
 
@@ -108,6 +125,7 @@ class Session:
         self._changed()
         return result
 
+    @_locked
     def apply_structural(self, description: str, do: Callable[[], Any], undo: Callable[[], Any], *, held_bytes: int = 0) -> Any:
         """Run ``do`` (a change of which tensor objects the model holds) as one edit.
 
@@ -135,6 +153,7 @@ class Session:
         self._changed()
         return result
 
+    @_locked
     def note(self, description: str) -> None:
         """Log a change that is not undone with u (a device move) and refresh the views."""
         self.log.append(description)
@@ -147,10 +166,12 @@ class Session:
             for t, old in edit.saved.values():
                 t.copy_(old)
 
+    @_locked
     def undo(self) -> str:
         """Undo the last edit; returns its description."""
         return self._swap(self.undo_stack, self.redo_stack, "undo")
 
+    @_locked
     def redo(self) -> str:
         """Redo the last undone edit; returns its description."""
         return self._swap(self.redo_stack, self.undo_stack, "redo")

@@ -536,7 +536,7 @@ class ModelTuiApp(App[int]):
     def _edited(self, desc) -> None:
         if desc:
             self.refresh_views()
-            self.notify(desc, title="Edited", timeout=5)
+            self.notify(desc, title="Done", timeout=5)
 
     def action_tie(self) -> None:
         if not self._need_session():
@@ -582,13 +582,20 @@ class ModelTuiApp(App[int]):
         self._undo_or_redo("redo", "redid")
 
     def _undo_or_redo(self, verb: str, done: str) -> None:
-        if not self._need_session():
-            return
+        if self._need_session():
+            self.run_history(verb, done)
+
+    @work(thread=True, exclusive=False, exit_on_error=False, group="history")
+    def run_history(self, verb: str, done: str) -> None:
+        """Undo or redo in a worker (restoring a whole-model edit copies every tensor back)."""
         try:
-            desc = getattr(self.session, verb)()
+            desc = getattr(self.session, verb)()  # the session's lock keeps presses in order
         except ModelTuiError as e:
-            self.notify(str(e), severity="warning")
+            self.call_from_thread(self.notify, str(e), severity="warning")
             return
+        self.call_from_thread(self._history_done, done, desc)
+
+    def _history_done(self, done: str, desc: str) -> None:
         self.refresh_views()
         self.notify(f"{done}: {desc}", timeout=5)
 
