@@ -170,3 +170,23 @@ async def test_device_dialog_cast_and_missing_device():
         await pilot.press("u")
         await settle(app, pilot)
         assert model_hash(app.opened.model) == h and "bfloat16" not in header(app)
+
+
+async def test_save_converts_a_bare_checkpoint(tmp_path, ckpts):
+    import shutil
+
+    src = tmp_path / "state_dict.pt"
+    shutil.copy(ckpts["state_dict.pt"], src)
+    app = ModelTuiApp(str(src))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("s")
+        await pilot.pause()
+        assert app.screen.query_one("#path", Input).value == str(tmp_path / "state_dict.safetensors")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, SaveDialog)
+    a, b = open_target(str(src)), open_target(str(tmp_path / "state_dict.safetensors"))
+    assert set(a.info.tensors) == set(b.info.tensors)
+    assert all(_same_bits(a.tensor(k), b.tensor(k)) for k in a.info.tensors)
+    assert sorted(map(sorted, a.info.tied_groups)) == sorted(map(sorted, b.info.tied_groups)) != []
