@@ -568,12 +568,21 @@ class ModelTuiApp(App[int]):
                     title="Saved", timeout=8)
 
     def action_device(self) -> None:
-        if not self._need_session():
-            return
+        if self._need_session():
+            self.open_device_dialog()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="devices")
+    def open_device_dialog(self) -> None:
+        """List devices off the UI thread: the first CUDA query starts a context (seconds)."""
         from modeltui.core.devices import list_devices
+
+        devices = list_devices()
+        self.call_from_thread(self._show_device_dialog, devices)
+
+    def _show_device_dialog(self, devices) -> None:
         from modeltui.ui.dialogs import DeviceDialog
 
-        self.push_screen(DeviceDialog(self.session, list_devices()), self._edited)
+        self.push_screen(DeviceDialog(self.session, devices), self._edited)
 
     def action_undo(self) -> None:
         self._undo_or_redo("undo", "undid")
