@@ -193,3 +193,56 @@ def test_device_refusals_change_nothing():
         with pytest.raises(EditError, match="not available"):
             move(s, "cuda:0")
     assert model_hash(s.model) == before and not s.dirty
+
+
+@pytest.mark.parametrize("kind", ["model.safetensors", "state_dict.pt", "legacy.pt", "lightning.ckpt", "sharded_safetensors", "dcp"])
+def test_bare_checkpoints_become_editable_without_touching_the_file(ckpts, kind, tmp_path):
+    import hashlib
+    import os
+
+    from modeltui.core.editable import make_editable
+    from modeltui.core.editing import edit_values
+
+    path = ckpts[kind]
+
+    def digest():
+        h = hashlib.sha256()
+        for root, _, files in sorted(os.walk(path)) if os.path.isdir(path) else [("", [], [path])]:
+            for f in sorted(files):
+                h.update(open(os.path.join(root, f), "rb").read())
+        return h.hexdigest()
+
+    before_file = digest()
+    o = open_target(path)
+    listed = {n: (t.shape, t.dtype) for n, t in o.info.tensors.items()}
+    ties = sorted(map(sorted, o.info.tied_groups))
+    values = {n: o.tensor(n).clone() for n in o.info.tensors}
+    make_editable(o)
+    s = Session(o)
+    assert {n: (t.shape, t.dtype) for n, t in o.info.tensors.items()} == listed
+    assert sorted(map(sorted, o.info.tied_groups)) == ties
+    assert {t.kind for t in o.info.tensors.values()} == {"tensor"}
+    name = next(n for n, (shape, dt) in listed.items() if dt == "float32" and shape and len(shape) == 2)
+    edit_values(s, name, "[0, 0] = 42")
+    out = tmp_path / "out.safetensors"
+    save_state_dict(state_for_saving(o), str(out))
+    back = open_target(str(out))
+    changed = {name, *o.info.tensors[name].tied_with}  # its tied names change with it
+    assert all(float(back.tensor(n)[0, 0]) == 42 for n in changed)
+    assert all(torch.equal(back.tensor(n), values[n]) for n in values if n not in changed)
+    assert sorted(map(sorted, back.info.tied_groups)) == ties
+    assert digest() == before_file
+    s.undo()
+    assert torch.equal(o.tensor(name), values[name])
+
+
+def test_key_clash_refuses_editing_clearly():
+    from modeltui.core.checkpoints import DictSource, state_dict_info
+    from modeltui.core.editable import NotEditable, make_editable
+    from modeltui.core.targets import Opened
+
+    flat = {"a": torch.ones(2), "a.b": torch.ones(2)}
+    o = Opened(state_dict_info("x", flat), None, DictSource(flat))
+    with pytest.raises(NotEditable, match="both a tensor and a prefix"):
+        make_editable(o)
+    assert o.model is None

@@ -222,11 +222,13 @@ async def test_quit_asks_when_unsaved():
     assert app.return_value == 0
 
 
-async def test_editing_a_checkpoint_without_architecture_says_how(ckpts):
+async def test_a_checkpoint_without_architecture_cannot_run(ckpts):
     app = ModelTuiApp(ckpts["model.safetensors"])
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(app, pilot)
-        for key in ("f", "i", "e", "u"):
+        for key in ("f", "u"):
             await pilot.press(key)
-            await pilot.pause()
-        assert sum("without an architecture" in n.message for n in app._notifications) == 4
+            await settle(app, pilot)
+        messages = [n.message for n in app._notifications]
+        assert any("cannot run" in m for m in messages) and any("nothing to undo" in m for m in messages)
+        assert app.session is None and app.opened.model is None  # nothing was prepared for that

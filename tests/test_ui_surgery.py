@@ -190,3 +190,55 @@ async def test_save_converts_a_bare_checkpoint(tmp_path, ckpts):
     assert set(a.info.tensors) == set(b.info.tensors)
     assert all(_same_bits(a.tensor(k), b.tensor(k)) for k in a.info.tensors)
     assert sorted(map(sorted, a.info.tied_groups)) == sorted(map(sorted, b.info.tied_groups)) != []
+
+
+async def test_checkpoint_surgery_without_architecture(tmp_path, ckpts):
+    """Fix a value and tie two tensors of a bare safetensors file, save over it, undo in between."""
+    import shutil
+
+    path = tmp_path / "model.safetensors"
+    shutil.copy(ckpts["model.safetensors"], path)
+    original = path.read_bytes()
+    app = ModelTuiApp(str(path))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        info = app.info
+        two_d = [n for n, t in info.tensors.items() if t.dtype == "float32" and t.shape and len(t.shape) == 2]
+        name = two_d[0]
+        await select(app, pilot, NodeRef("tensor", name))
+        await pilot.press("e")
+        await settle(app, pilot)
+        assert app.session is not None and app.info.kind == "state_dict"
+        assert app.info.tensors[name].kind == "tensor" and app.info.modules[""].type == ""
+        app.screen.query_one("#expr", Input).value = "[0, 0] = nan"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert "unsaved" in header(app)
+        assert path.read_bytes() == original  # editing never writes through to the file
+        # tie: two tensors of one shape, if the file has them
+        shapes = {}
+        for n in two_d:
+            shapes.setdefault(app.info.tensors[n].shape, []).append(n)
+        pair = next((ns for ns in shapes.values() if len(ns) >= 2 and not app.info.tensors[ns[1]].tied_with), None)
+        if pair:
+            await select(app, pilot, NodeRef("tensor", pair[1]))
+            await pilot.press("t")
+            await pilot.pause()
+            app.screen.query_one("#source", Input).value = pair[0]
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert pair[0] in app.info.tensors[pair[1]].tied_with
+        await pilot.press("s")
+        await pilot.pause()
+        assert app.screen.query_one("#path", Input).value == str(path)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, Confirm)
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert "unsaved" not in header(app)
+    back = open_target(str(path))
+    assert torch.isnan(back.tensor(name)[0, 0])
+    if pair:
+        assert pair[0] in back.info.tensors[pair[1]].tied_with
+    back.close()

@@ -44,6 +44,10 @@ class TensorSource:
     def get(self, name: str):  # -> torch.Tensor
         raise NotImplementedError
 
+    def all_tensors(self, names) -> dict[str, Any]:
+        """Every tensor, for editing: shared where the file shares, no copy where possible."""
+        return {n: self.get(n) for n in names}
+
     def close(self) -> None:
         pass
 
@@ -82,6 +86,42 @@ class SafetensorsSource(TensorSource):
             return h.get_tensor(name)
         except Exception as e:
             raise CheckpointError(f"{os.path.basename(path)}: cannot read '{name}': {e}") from None
+
+    def all_tensors(self, names) -> dict[str, Any]:
+        """Copy-on-write views of the files' bytes: editing never touches the file, reading is lazy."""
+        import mmap
+        import struct
+
+        import torch
+
+        from modeltui.core.safetensors_header import read_header
+
+        wanted = set(names)
+        out: dict[str, Any] = {}
+        for path in dict.fromkeys(self.files.values()):
+            entries, _ = read_header(path)
+            with open(path, "rb") as f:
+                (n,) = struct.unpack("<Q", f.read(8))
+                size = os.fstat(f.fileno()).st_size
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size > 8 + n else None
+            data = torch.frombuffer(mm, dtype=torch.uint8)[8 + n:] if mm is not None else None
+            for e in entries:
+                if e.name not in wanted or self.files.get(e.name) != path:
+                    continue
+                try:
+                    dtype = getattr(torch, e.dtype)
+                    if e.end == e.begin:
+                        out[e.name] = torch.empty(e.shape, dtype=dtype)
+                    else:
+                        out[e.name] = data[e.begin:e.end].view(dtype).reshape(e.shape)
+                except (RuntimeError, AttributeError, TypeError):  # unaligned offset, exotic dtype: read a copy
+                    out[e.name] = self.get(e.name)
+        for alias, real in self.aliases.items():
+            if alias in wanted and real in out:
+                out[alias] = out[real]
+        for n in wanted - set(out):
+            out[n] = self.get(n)
+        return out
 
     def close(self) -> None:
         self._handles.clear()

@@ -107,7 +107,7 @@ def initialise_custom(session: Session, path: str, *, module: str | None = None,
         if root not in info.modules:
             raise InitError(f"no module named '{root}'")
         sub = session.model.get_submodule(root) if root else session.model
-        names = [n for n, t in info.tensors.items() if t.kind == "parameter" and (not root or t.module == root or t.module.startswith(root + "."))]
+        names = [n for n, t in info.tensors.items() if t.kind in ("parameter", "tensor") and (not root or t.module == root or t.module.startswith(root + "."))]
         pairs = session.tensors(names)
         before = {n: _moments(t) for n, t in pairs}
         desc = _describe(f"{path} (applied to modules)", [root or "(root)"], seed)

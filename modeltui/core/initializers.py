@@ -149,7 +149,7 @@ def select_tensors(info, *, module: str | None = None, tensor: str | None = None
     prefix = module or ""
     if prefix not in info.modules:
         raise InitError(f"no module named '{prefix}'")
-    kinds = {"parameter"} | ({"constant"} if include_constants else set())
+    kinds = {"parameter", "tensor"} | ({"constant"} if include_constants else set())  # "tensor": a checkpoint entry
     names, skipped = [], []
     for name, t in info.tensors.items():
         if prefix and not (t.module == prefix or t.module.startswith(prefix + ".")):

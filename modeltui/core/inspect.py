@@ -15,6 +15,19 @@ from torch import nn
 from modeltui.core.structure import ModelInfo, ModuleInfo, TensorInfo, finish
 
 
+class KeyPrefix(nn.Module):
+    """A key prefix of a checkpoint without an architecture, turned into a module for editing.
+
+    Its tensors are parameters (so ties, initialisers, edits, casts, moves and
+    saving work as for any model) shown as plain checkpoint tensors.
+    """
+
+    def forward(self, *args, **kwargs):
+        from modeltui.core.errors import ModelTuiError
+
+        raise ModelTuiError("a checkpoint without an architecture cannot run: open the model with -w CKPT")
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.float32`` -> ``"float32"``."""
     return str(dtype).removeprefix("torch.")
@@ -83,7 +96,8 @@ def from_module(model: nn.Module, target: str) -> tuple[ModelInfo, dict[str, tor
             extra = mod.extra_repr()
         except Exception as e:  # a user's extra_repr may fail on odd states
             extra = f"<extra_repr failed: {type(e).__name__}>"
-        info = ModuleInfo(path, type(mod).__name__, extra_repr=extra)
+        bare = isinstance(mod, KeyPrefix)
+        info = ModuleInfo(path, "" if bare else type(mod).__name__, extra_repr="" if bare else extra)
         modules[path] = info
         paths_of.setdefault(id(mod), []).append(path)
         if path:
@@ -96,6 +110,8 @@ def from_module(model: nn.Module, target: str) -> tuple[ModelInfo, dict[str, tor
                 lazy_count += 1
                 info.lazy = True
             grad = t.grad if kind == "parameter" and not uninit else None
+            if bare and kind == "parameter":
+                kind = "tensor"
             tensors[name] = TensorInfo(
                 name=name,
                 module=path,
@@ -105,7 +121,7 @@ def from_module(model: nn.Module, target: str) -> tuple[ModelInfo, dict[str, tor
                 dtype=dtype_name(t.dtype),
                 device=str(t.device),
                 requires_grad=bool(t.requires_grad) if kind == "parameter" else False,
-                has_grad=grad is not None,
+                has_grad=grad is not None and not bare,
                 persistent=persistent,
             )
             info.tensors.append(name)
@@ -115,8 +131,9 @@ def from_module(model: nn.Module, target: str) -> tuple[ModelInfo, dict[str, tor
         if len(paths) > 1:
             for p in paths:
                 modules[p].shared_with = [o for o in paths if o != p]
-    result = ModelInfo(target, "module", modules, tensors)
-    finish(result, identity)
+    bare_root = isinstance(model, KeyPrefix)
+    result = ModelInfo(target, "state_dict" if bare_root else "module", modules, tensors)
+    finish(result, identity, ("parameter", "tensor") if bare_root else ("parameter",))
     if lazy_count:
         result.warnings.append(
             f"{lazy_count} lazy parameter(s) are uninitialised; pass -i/--input-shape to materialise them"

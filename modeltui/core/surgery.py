@@ -86,14 +86,14 @@ def plan_tie(session, source: str, target: str) -> TiePlan:
 def _subtree_params(info, path: str) -> dict[str, str]:
     """Parameters under module ``path``, by name relative to it."""
     prefix = f"{path}." if path else ""
-    return {n[len(prefix):]: n for n, t in info.tensors.items() if n.startswith(prefix) and t.kind == "parameter"}
+    return {n[len(prefix):]: n for n, t in info.tensors.items() if n.startswith(prefix) and t.kind in ("parameter", "tensor")}
 
 
 def _check_pair(session, info, s: str, t: str) -> None:
     from torch import nn
 
     for n in (s, t):
-        if info.tensors[n].kind != "parameter":
+        if info.tensors[n].kind not in ("parameter", "tensor"):  # "tensor": a checkpoint's entry
             raise EditError(f"'{n}' is a {info.tensors[n].kind}, not a parameter: only parameters can be tied")
     ps, pt = session.opened.tensor(s), session.opened.tensor(t)
     for n, p in ((s, ps), (t, pt)):
@@ -146,7 +146,7 @@ def untie(session, name: str) -> str:
     if kind == "module":
         return _untie_module(session, info, model, name)
     x = info.tensors[name]
-    if x.kind != "parameter":
+    if x.kind not in ("parameter", "tensor"):
         raise EditError(f"'{name}' is a {x.kind}; only parameters are tied and untied")
     if not x.tied_with:
         raise EditError(f"'{name}' is not tied to anything")
@@ -183,7 +183,7 @@ def _untie_module(session, info, model, path: str) -> str:
     prefix = path + "."
     slots, seen = [], set()
     for n, t in info.tensors.items():
-        if not n.startswith(prefix) or t.kind != "parameter":
+        if not n.startswith(prefix) or t.kind not in ("parameter", "tensor"):
             continue
         if any(not o.startswith(prefix) for o in t.tied_with):
             owner = model.get_submodule(t.module)

@@ -428,14 +428,46 @@ class ModelTuiApp(App[int]):
 
     # ------------------------------------------------------------ editing
 
-    def _need_session(self) -> bool:
-        if self.session is None:
-            if self.opened is None:
-                self.notify("the target is not open yet", severity="warning")
-            else:
-                self.notify("a checkpoint without an architecture cannot run or be edited: open the model with -w CKPT", severity="warning")
-            return False
-        return True
+    def _need_session(self, then: str | None = None) -> bool:
+        """True when edits can go through the session now.
+
+        A checkpoint without an architecture is made editable on the first
+        edit (in a worker); ``then`` names the action to run once it is.
+        """
+        if self.session is not None:
+            return True
+        if self.opened is None:
+            self.notify("the target is not open yet", severity="warning")
+        elif then is not None and self.opened.model is None and self.opened.source is not None:
+            if not any(w.group == "prepare" and w.is_running for w in self.workers):
+                self.notify("opening the checkpoint's tensors for editing (the file itself is never changed)…", timeout=4)
+                self.prepare_editing(then)
+        else:
+            self.notify("nothing to undo or redo yet", severity="warning")
+        return False
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="prepare")
+    def prepare_editing(self, then: str) -> None:
+        from modeltui.core.editable import make_editable
+
+        try:
+            make_editable(self.opened)
+        except ModelTuiError as e:
+            self.call_from_thread(self.notify, str(e), title="Cannot edit", severity="error", timeout=10)
+            return
+        self.call_from_thread(self._editing_ready, then)
+
+    def _editing_ready(self, then: str) -> None:
+        from modeltui.core.session import Session
+
+        self.session = Session(self.opened)
+        self.refresh_views()
+        getattr(self, f"action_{then}")()
+
+    def _is_bare(self) -> bool:
+        from modeltui.core.editable import is_bare
+
+        return self.opened is not None and is_bare(self.opened)
 
     def _selection(self) -> tuple[str | None, str | None]:
         node = self.query_one(ModuleTree).cursor_node
@@ -445,6 +477,9 @@ class ModelTuiApp(App[int]):
         return (ref.name, None) if ref.kind == "module" else (None, ref.name)
 
     def action_forward(self) -> None:
+        if self._is_bare():
+            self.notify("a checkpoint without an architecture cannot run: open the model with pkg.mod:Net -w CKPT", severity="warning")
+            return
         if not self._need_session():
             return
         from modeltui.core.inputs import infer_input_specs
@@ -501,7 +536,7 @@ class ModelTuiApp(App[int]):
             self.notify("no forward pass is running")
 
     def action_initialise(self) -> None:
-        if not self._need_session():
+        if not self._need_session("initialise"):
             return
         from modeltui.ui.dialogs import InitDialog
 
@@ -524,7 +559,7 @@ class ModelTuiApp(App[int]):
         self.notify("\n".join(lines), title="Initialised", timeout=8)
 
     def action_edit_values(self) -> None:
-        if not self._need_session():
+        if not self._need_session("edit_values"):
             return
         if self.selected is None:
             self.notify("select a tensor first (its values are what e edits)", severity="warning")
@@ -539,7 +574,7 @@ class ModelTuiApp(App[int]):
             self.notify(desc, title="Done", timeout=5)
 
     def action_tie(self) -> None:
-        if not self._need_session():
+        if not self._need_session("tie"):
             return
         from modeltui.ui.dialogs import TieDialog
 
@@ -568,7 +603,7 @@ class ModelTuiApp(App[int]):
                     title="Saved", timeout=8)
 
     def action_device(self) -> None:
-        if self._need_session():
+        if self._need_session("device"):
             self.open_device_dialog()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="devices")

@@ -372,7 +372,9 @@ def default_save_path(opened, target: str | None, weights: str | None) -> str:
 
     if weights and os.path.isfile(weights):
         return weights
-    if target and os.path.exists(target) and opened.model is None:
+    from modeltui.core.editable import is_bare
+
+    if target and os.path.exists(target) and is_bare(opened):
         if os.path.isfile(target):
             stem, ext = os.path.splitext(target)
             return target if ext == ".safetensors" else stem + ".safetensors"

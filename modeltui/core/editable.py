@@ -1,0 +1,73 @@
+"""Make a checkpoint without an architecture editable.
+
+The key tree becomes a tree of :class:`KeyPrefix` modules whose tensors are
+parameters, so the session, ties, initialisers, value edits, casts, moves and
+saving work on it exactly as on a model. Tensors the file shares (safetensors
+aliases, storage shared in a ``.pt``) become one Parameter. Nothing is copied
+up front: ``.pt`` tensors are already memory-mapped copy-on-write, and
+safetensors files are mapped the same way; edits never touch the file.
+"""
+
+from __future__ import annotations
+
+from modeltui.core.errors import ModelTuiError
+
+
+class NotEditable(ModelTuiError):
+    """The checkpoint's keys cannot be laid out as a module tree."""
+
+
+def make_editable(opened) -> None:
+    """Give a bare checkpoint ``opened`` a module (in place); no-op for a model."""
+    if opened.model is not None:
+        return
+    if opened.source is None:
+        raise NotEditable("this target has nothing to edit")
+    import torch
+    from torch import nn
+
+    from modeltui.core.inspect import KeyPrefix, from_module
+
+    info = opened.info
+    names = list(info.tensors)
+    src = opened.source
+    values = src.all_tensors(names) if hasattr(src, "all_tensors") else {n: src.get(n) for n in names}
+    group_of = {n: g[0] for g in info.tied_groups for n in g}
+    params: dict[str, nn.Parameter] = {}
+    root = KeyPrefix()
+    for name in names:
+        parts = name.split(".")
+        if any(p == "" for p in parts):
+            raise NotEditable(f"key '{name}' has an empty part; this checkpoint cannot be edited as a tree")
+        mod = root
+        for i, part in enumerate(parts[:-1]):
+            if part in mod._parameters:
+                raise NotEditable(f"'{'.'.join(parts[:i + 1])}' is both a tensor and a prefix of '{name}'; cannot edit this checkpoint")
+            child = mod._modules.get(part)
+            if child is None:
+                child = KeyPrefix()
+                mod._modules[part] = child
+            mod = child
+        attr = parts[-1]
+        if attr in mod._modules:
+            raise NotEditable(f"'{name}' is both a tensor and a prefix of other keys; cannot edit this checkpoint")
+        first = group_of.get(name, name)
+        p = params.get(first)
+        if p is None:
+            t = values[name]
+            if not isinstance(t, torch.Tensor):
+                raise NotEditable(f"'{name}' is not a tensor")
+            p = nn.Parameter(t, requires_grad=False)
+            params[first] = p
+        mod._parameters[attr] = p
+    new, tensors = from_module(root, info.target)
+    new.metadata = info.metadata
+    new.warnings = info.warnings
+    opened.info, opened.tensors, opened.model = new, tensors, root
+
+
+def is_bare(opened) -> bool:
+    """True for a checkpoint without an architecture (editable or not yet)."""
+    from modeltui.core.inspect import KeyPrefix
+
+    return opened.model is None or isinstance(opened.model, KeyPrefix)
