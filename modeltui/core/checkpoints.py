@@ -63,16 +63,61 @@ class DictSource(TensorSource):
 
 
 class SafetensorsSource(TensorSource):
-    """Reads one tensor at a time from safetensors files."""
+    """Tensors of safetensors files as copy-on-write views of the mapped files.
+
+    Nothing is copied: reading the values of a 2 GB embedding touches only the
+    pages it reads, and the pages stay reclaimable page cache. Writing to a
+    view (editing) copies that page privately; the file never changes. A
+    tensor that cannot be viewed (an unaligned offset, an exotic dtype) is read
+    with safetensors itself.
+    """
 
     def __init__(self, files: dict[str, str], aliases: dict[str, str] | None = None):
         self.files = files  # tensor name -> path
         self.aliases = aliases or {}
         self._handles: dict[str, Any] = {}
+        self._maps: dict[str, tuple[Any, dict[str, Any]]] = {}  # path -> (data bytes, entries by name)
+
+    def _mapped(self, path: str):
+        m = self._maps.get(path)
+        if m is None:
+            import mmap
+            import struct
+
+            import torch
+
+            from modeltui.core.safetensors_header import read_header
+
+            entries, _ = read_header(path)
+            with open(path, "rb") as f:
+                (n,) = struct.unpack("<Q", f.read(8))
+                size = os.fstat(f.fileno()).st_size
+                data = None
+                if size > 8 + n:
+                    mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+                    data = torch.frombuffer(mm, dtype=torch.uint8)[8 + n:]
+            m = (data, {e.name: e for e in entries})
+            self._maps[path] = m
+        return m
 
     def get(self, name: str):
         name = self.aliases.get(name, name)
         path = self.files[name]
+        try:
+            import torch
+
+            data, entries = self._mapped(path)
+            e = entries[name]
+            dtype = getattr(torch, e.dtype)
+            if e.end == e.begin:
+                return torch.empty(e.shape, dtype=dtype)
+            return data[e.begin:e.end].view(dtype).reshape(e.shape)
+        except CheckpointError:
+            raise
+        except (RuntimeError, AttributeError, TypeError, KeyError, ValueError, OSError):
+            return self._read(path, name)  # unaligned offset, exotic dtype, unmappable file
+
+    def _read(self, path: str, name: str):
         h = self._handles.get(path)
         if h is None:
             from safetensors import safe_open
@@ -88,43 +133,18 @@ class SafetensorsSource(TensorSource):
             raise CheckpointError(f"{os.path.basename(path)}: cannot read '{name}': {e}") from None
 
     def all_tensors(self, names) -> dict[str, Any]:
-        """Copy-on-write views of the files' bytes: editing never touches the file, reading is lazy."""
-        import mmap
-        import struct
-
-        import torch
-
-        from modeltui.core.safetensors_header import read_header
-
-        wanted = set(names)
+        """Every tensor (aliases as the same object): copy-on-write views, nothing copied."""
         out: dict[str, Any] = {}
-        for path in dict.fromkeys(self.files.values()):
-            entries, _ = read_header(path)
-            with open(path, "rb") as f:
-                (n,) = struct.unpack("<Q", f.read(8))
-                size = os.fstat(f.fileno()).st_size
-                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size > 8 + n else None
-            data = torch.frombuffer(mm, dtype=torch.uint8)[8 + n:] if mm is not None else None
-            for e in entries:
-                if e.name not in wanted or self.files.get(e.name) != path:
-                    continue
-                try:
-                    dtype = getattr(torch, e.dtype)
-                    if e.end == e.begin:
-                        out[e.name] = torch.empty(e.shape, dtype=dtype)
-                    else:
-                        out[e.name] = data[e.begin:e.end].view(dtype).reshape(e.shape)
-                except (RuntimeError, AttributeError, TypeError):  # unaligned offset, exotic dtype: read a copy
-                    out[e.name] = self.get(e.name)
-        for alias, real in self.aliases.items():
-            if alias in wanted and real in out:
-                out[alias] = out[real]
-        for n in wanted - set(out):
-            out[n] = self.get(n)
+        for n in names:
+            real = self.aliases.get(n, n)
+            if real not in out:
+                out[real] = self.get(real)
+            out[n] = out[real]
         return out
 
     def close(self) -> None:
         self._handles.clear()
+        self._maps.clear()
 
 
 # ---------------------------------------------------------------- dispatch
