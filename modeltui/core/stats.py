@@ -94,31 +94,18 @@ def tensor_stats(
     is_bool = flat.dtype == torch.bool
     exact_int = not is_float and not is_bool
 
-    count = 0
-    mean = 0.0
-    m2 = 0.0
-    sumsq = 0.0
+    # Pass 1, in the tensor's own dtype (cheap): NaN/Inf counts, zeros, min and max.
     lo = hi = None
+    finite = 0
     for c in _chunks(flat, chunk):
         if should_stop is not None and should_stop():
             raise Cancelled()
-        if is_float and str(c.dtype).removeprefix("torch.") not in _NATIVE_FLOATS:
-            c = c.float()  # float8 and friends lack most kernels
-        if is_float:
-            nan = torch.isnan(c)
-            posinf = torch.isposinf(c)
-            neginf = torch.isneginf(c)
-            st.nan += int(nan.sum())
-            st.posinf += int(posinf.sum())
-            st.neginf += int(neginf.sum())
-            bad = nan | posinf | neginf
-            good = c[~bad] if bool(bad.any()) else c
-        else:
-            good = c
+        good = _finite_part(c, st) if is_float else c
         st.zeros += int((good == 0).sum())
         n = good.numel()
         if n == 0:
             continue
+        finite += n
         if exact_int:
             cmin, cmax = good.min().item(), good.max().item()
         elif is_bool:
@@ -128,50 +115,70 @@ def tensor_stats(
             cmin, cmax = float(a), float(b)
         lo = cmin if lo is None else min(lo, cmin)
         hi = cmax if hi is None else max(hi, cmax)
-        x = good.to(acc)
+    st.finite = finite
+    if not finite:
+        return st
+    # Pass 2, upcast: moments (merged per chunk, Chan et al.) and the histogram together.
+    edges, bins, hist_lo, hist_hi = _bins(float(lo), float(hi), bins, is_float)
+    counts = torch.zeros(bins, dtype=acc, device=flat.device)
+    has_bad = st.nan + st.posinf + st.neginf > 0
+    count = 0
+    mean = m2 = sumsq = 0.0
+    for c in _chunks(flat, chunk):
+        if should_stop is not None and should_stop():
+            raise Cancelled()
+        if is_float and has_bad:
+            c = c[torch.isfinite(c)]
+        n = c.numel()
+        if n == 0:
+            continue
+        x = c.to(acc)
         cmean = float(x.mean())
         d = x - cmean
-        cm2 = float((d * d).sum())
-        sumsq += float((x * x).sum())
-        # Chan et al.: merge the chunk's moments into the running ones
+        cm2 = float(torch.dot(d, d))
+        sumsq += float(torch.dot(x, x))
+        if hi > lo:
+            counts += torch.histc(x, bins=bins, min=hist_lo, max=hist_hi)
         total = count + n
         delta = cmean - mean
         mean += delta * n / total
         m2 += cm2 + delta * delta * count * n / total
         count = total
-    st.finite = count
-    if count:
-        st.min, st.max = lo, hi
-        st.mean = mean
-        st.std = math.sqrt(max(m2 / count, 0.0))
-        st.norm = math.sqrt(sumsq)
-        st.hist_counts, st.hist_edges = _histogram(flat, float(lo), float(hi), bins, chunk, acc, is_float, should_stop, count)
-        st.quantiles = _quantiles(flat, acc, is_float)
-        st.sampled = numel > SAMPLE
+    st.min, st.max = lo, hi
+    st.mean = mean
+    st.std = math.sqrt(max(m2 / count, 0.0))
+    st.norm = math.sqrt(sumsq)
+    if hi > lo:
+        st.hist_counts, st.hist_edges = [int(v) for v in counts.tolist()], edges
+    else:
+        st.hist_counts, st.hist_edges = [count], [float(lo), float(hi)]
+    st.quantiles = _quantiles(flat, acc, is_float)
+    st.sampled = numel > SAMPLE
     return st
 
 
-def _histogram(flat, lo: float, hi: float, bins: int, chunk: int, acc, is_float: bool, should_stop, count: int):
+def _finite_part(c, st: TensorStats):
+    """The finite values of float chunk ``c``; NaN and ±Inf are counted into ``st``."""
     import torch
 
-    if hi == lo:
-        return [count], [lo, hi]
+    if str(c.dtype).removeprefix("torch.") not in _NATIVE_FLOATS:
+        c = c.float()  # float8 and friends lack most kernels
+    fin = torch.isfinite(c)
+    if bool(fin.all()):
+        return c
+    st.nan += int(torch.isnan(c).sum())
+    st.posinf += int(torch.isposinf(c).sum())
+    st.neginf += int(torch.isneginf(c).sum())
+    return c[fin]
+
+
+def _bins(lo: float, hi: float, bins: int, is_float: bool):
+    """Edges, bin count and the range given to histc (one bin per integer for small int ranges)."""
     if not is_float and hi - lo + 1 <= bins:
-        # one bin per integer value
         bins = int(hi - lo + 1)
         lo, hi = lo - 0.5, hi + 0.5
     edges = [lo + (hi - lo) * i / bins for i in range(bins + 1)]
-    counts = torch.zeros(bins, dtype=torch.int64, device=flat.device)
-    scale = bins / (hi - lo)
-    for c in _chunks(flat, chunk):
-        if should_stop is not None and should_stop():
-            raise Cancelled()
-        x = c.float().to(acc) if is_float and c.element_size() == 1 else c.to(acc)
-        if is_float:
-            x = x[torch.isfinite(x)]
-        idx = ((x - lo) * scale).floor().clamp_(0, bins - 1).to(torch.int64)
-        counts += torch.bincount(idx, minlength=bins)
-    return counts.tolist(), edges
+    return edges, bins, lo, hi
 
 
 def _quantiles(flat, acc, is_float: bool) -> dict[str, float]:
