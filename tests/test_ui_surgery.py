@@ -242,3 +242,41 @@ async def test_checkpoint_surgery_without_architecture(tmp_path, ckpts):
     if pair:
         assert pair[0] in back.info.tensors[pair[1]].tied_with
     back.close()
+
+
+async def test_load_weights_from_the_dialog_reports_misfits_and_undoes(tmp_path):
+    from modeltui.core.saving import save_state_dict
+    from modeltui.ui.dialogs import WeightsDialog
+
+    src = open_target("sample_models.zoo:TinyGPT").model.state_dict()
+    sd = {k: v + 1 if v.is_floating_point() else v for k, v in src.items()}
+    sd["pos.weight"] = torch.zeros(3, 3)  # mis-shaped
+    sd["extra.bias"] = torch.zeros(2)  # unexpected
+    del sd["ln_f.bias"]  # missing
+    path = tmp_path / "w.pt"
+    save_state_dict(sd, str(path))
+    app = ModelTuiApp("sample_models.zoo:TinyGPT")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        m = app.opened.model
+        before = model_hash(m)
+        await pilot.press("w")
+        await pilot.pause()
+        assert isinstance(app.screen, WeightsDialog)
+        app.screen.query_one("#path", Input).value = str(tmp_path / "nope.pt")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert "no such file" in error_text(app.screen) and model_hash(m) == before
+        app.screen.query_one("#path", Input).value = str(path)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, WeightsDialog)
+        assert torch.equal(m.tok.weight, sd["tok.weight"]) and m.lm_head.weight is m.tok.weight
+        assert not torch.equal(m.pos.weight[:3, :3], torch.zeros(3, 3))
+        note = app._notifications
+        text = "\n".join(n.message for n in note)
+        assert "missing" in text and "unexpected" in text and "pos.weight" in text
+        assert "unsaved" in header(app)
+        await pilot.press("u")
+        await settle(app, pilot)
+        assert model_hash(m) == before and not app.session.dirty

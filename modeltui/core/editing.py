@@ -215,3 +215,42 @@ def edit_values(session: Session, name: str, expr: str) -> str:
 
 
 __all__ = ["initialise", "initialise_custom", "edit_values", "parse_assignment", "InitReport", "InitError", "EditError", "ModelTuiError"]
+
+
+def load_weights_into(session, path: str, *, trust: bool = False):
+    """Load a checkpoint onto the session's model as one undoable edit; returns the WeightsReport.
+
+    Only the tensors that will receive values are copied for undo (the file's
+    listing is read first, which costs about what its header costs).
+    """
+    import os
+
+    from modeltui.core.checkpoints import open_checkpoint
+    from modeltui.core.targets import load_weights
+
+    path = os.path.expanduser(path.strip())
+    if not path:
+        raise EditError("give the checkpoint's path, e.g. runs/last.ckpt or model.safetensors")
+    if not os.path.exists(path):
+        raise EditError(f"{path}: no such file or folder")
+    info = session.opened.info
+    lazy = [n for n, t in info.tensors.items() if t.shape is None]
+    if lazy:
+        raise EditError(f"the model has uninitialised lazy parameters ('{lazy[0]}'): run a forward pass (f) before loading weights")
+    try:
+        file_info, module, source = open_checkpoint(path, trust=trust)
+    except ModelTuiError as e:
+        raise EditError(str(e)) from None
+    if source is not None:
+        source.close()
+    if module is not None:
+        shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    else:
+        shapes = {k: tuple(t.shape) for k, t in file_info.tensors.items()}
+    names = [n for n, t in info.tensors.items() if n in shapes and shapes[n] == tuple(t.shape)]
+    if not names:
+        raise EditError(f"{os.path.basename(path)} has no tensor whose name and shape fit this model "
+                        f"(it has {len(shapes)} tensors, e.g. '{next(iter(shapes), '')}')")
+    desc = f"load weights from {os.path.basename(path)} ({len(names)} tensors)"
+    return session.apply(desc, names, lambda: load_weights(session.model, path, trust=trust, label="weights"))
+

@@ -279,22 +279,23 @@ def _prepare(model, shown: str, *, weights, dev, input_specs, trust) -> Opened:
     return Opened(info, model, None, tensors, report, str(dev or model_device(model)))
 
 
-def load_weights(model, path: str, *, trust: bool = False) -> WeightsReport:
+def load_weights(model, path: str, *, trust: bool = False, label: str = "--weights") -> WeightsReport:
     """Load a checkpoint's tensors onto ``model`` in place, reporting misfits.
 
     Mis-shaped keys are skipped, never half-loaded; tied parameters stay
-    tied because values are copied into the existing tensors.
+    tied because values are copied into the existing tensors. ``label``
+    starts every message (the option's name on the command line).
     """
     import torch
 
     from modeltui.core.checkpoints import open_checkpoint
 
     if not os.path.exists(path):
-        raise TargetError(f"--weights {path}: no such file or folder")
+        raise TargetError(f"{label} {path}: no such file or folder")
     try:
         info, module, source = open_checkpoint(path, trust=trust)
     except CheckpointError as e:
-        raise TargetError(f"--weights: {e}") from None
+        raise TargetError(f"{label}: {e}") from None
     if module is not None:
         file_tensors = dict(module.state_dict())
         get = file_tensors.__getitem__
@@ -323,7 +324,7 @@ def load_weights(model, path: str, *, trust: bool = False) -> WeightsReport:
     try:
         model.load_state_dict(to_load, strict=False)
     except Exception as e:
-        raise TargetError(f"--weights: loading {os.path.basename(path)} failed: {first_line(e)}") from None
+        raise TargetError(f"{label}: loading {os.path.basename(path)} failed: {first_line(e)}") from None
     report.loaded = list(to_load)
     if source is not None:
         source.close()

@@ -28,6 +28,7 @@ KEYS = [
     ("i", "initialise the selected module's subtree or tensor"),
     ("e", "edit values of the selected tensor: [0, 0] = 42, [:] += 1, *= 0.5"),
     ("t", "tie the selected module or parameter to another one, or untie it"),
+    ("w", "load weights from a checkpoint onto the model (undoable; misfits listed)"),
     ("s", "save the state_dict (.safetensors or .pt), verified, atomic"),
     ("d", "move the model to another device, or cast its dtype"),
     ("u / ctrl+y", "undo / redo"),
@@ -75,6 +76,7 @@ class ModelTuiApp(App[int]):
         Binding("i", "initialise", "Init"),
         Binding("e", "edit_values", "Edit"),
         Binding("t", "tie", "Tie"),
+        Binding("w", "load_weights", "Weights"),
         Binding("s", "save", "Save"),
         Binding("d", "device", "Device"),
         Binding("u", "undo", "Undo"),
@@ -142,6 +144,7 @@ class ModelTuiApp(App[int]):
         yield SystemCommand("Initialise", "Apply an initialiser to the selected module or tensor (i)", self.action_initialise)
         yield SystemCommand("Edit values", "Assign over a slice of the selected tensor (e)", self.action_edit_values)
         yield SystemCommand("Tie / untie", "Make a module or parameter share another's parameters, or give it its own copy (t)", self.action_tie)
+        yield SystemCommand("Load weights", "Load a checkpoint's tensors onto the model, listing what does not fit (w)", self.action_load_weights)
         yield SystemCommand("Save", "Save the state_dict to .safetensors or .pt, verified (s)", self.action_save)
         yield SystemCommand("Device / dtype", "Move the model to a device or cast its floating-point tensors (d)", self.action_device)
         yield SystemCommand("Undo", "Undo the last change (u)", self.action_undo)
@@ -580,6 +583,25 @@ class ModelTuiApp(App[int]):
 
         module, tensor = self._selection()
         self.push_screen(TieDialog(self.session, tensor if tensor is not None else module or ""), self._edited)
+
+    def action_load_weights(self) -> None:
+        if self._is_bare():
+            self.notify("weights load onto an architecture: open the model (pkg.mod:Net), then press w", severity="warning")
+            return
+        if not self._need_session():
+            return
+        from modeltui.ui.dialogs import WeightsDialog
+
+        self.push_screen(WeightsDialog(self.session, self.options["trust"]), self._weights_loaded)
+
+    def _weights_loaded(self, report) -> None:
+        if report is None:
+            return
+        self.refresh_views()
+        lines = [f"{len(report.loaded)} tensors loaded from {os.path.basename(report.path)}"] + report.lines()
+        bad = report.missing or report.unexpected or report.mismatched
+        self.notify("\n".join(line.removeprefix("--weights: ") for line in lines[:6]), title="Weights",
+                    severity="warning" if bad else "information", timeout=12)
 
     def action_save(self) -> None:
         if self.opened is None:

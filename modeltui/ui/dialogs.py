@@ -450,6 +450,42 @@ class SaveDialog(Dialog):
         self.app.call_from_thread(self.dismiss, report)
 
 
+class WeightsDialog(Dialog):
+    """Load a checkpoint onto the open model (an undoable edit), reporting what did not fit."""
+
+    OK = "Load"
+
+    def __init__(self, session, trust: bool):
+        super().__init__()
+        self.session = session
+        self.trust = trust
+
+    def title_text(self) -> str:
+        return "Load weights onto the model"
+
+    def body(self) -> ComposeResult:
+        yield Label("checkpoint (.safetensors, .pt/.bin/.ckpt, a sharded folder or its index.json)")
+        yield Input(placeholder="e.g. runs/last.ckpt", id="path")
+        yield Static(Text("Tensors whose name and shape fit are copied in (ties stay tied); missing, unexpected and "
+                          "mis-shaped keys are listed. u undoes." + (" --trust is on." if self.trust else ""), style="dim"))
+
+    def submit(self) -> None:
+        self.query_one("#ok", Button).disabled = True
+        self.query_one("#error", Static).update(Text("loading…", style="dim"))
+        self.run_load(self.query_one("#path", Input).value)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="edit")
+    def run_load(self, path: str) -> None:
+        from modeltui.core.editing import load_weights_into
+
+        try:
+            report = load_weights_into(self.session, path, trust=self.trust)
+        except ModelTuiError as e:
+            self.app.call_from_thread(self.show_error, str(e))
+            return
+        self.app.call_from_thread(self.dismiss, report)
+
+
 class DeviceDialog(Dialog):
     """Move the model to a device and/or cast its floating-point tensors."""
 

@@ -58,6 +58,10 @@ TABLE = [
     ("s", None, {"path": "model.txt"}, "unknown format"),
     ("s", None, {"path": "/"}, "is a folder"),
     ("s", None, {"path": "/no/such/folder/m.safetensors"}, "does not exist"),
+    # load weights
+    ("w", None, {"path": ""}, "give the checkpoint's path"),
+    ("w", None, {"path": "/no/such/weights.pt"}, "no such file"),
+    ("w", None, {"path": "/"}, "no checkpoint"),
     # device and dtype
     ("d", None, {}, "already on cpu"),
     ("d", None, {"device-text": "cuda:7"}, "not available"),
@@ -128,4 +132,4 @@ async def test_slice_and_search_bad_input_answered():
 
 def test_table_counts():
     print(f"\n{len(TABLE)} dialog inputs + 5 slice/search inputs")
-    assert len({r[0] for r in TABLE}) == 6  # every dialog: f i e t s d
+    assert len({r[0] for r in TABLE}) == 7  # every dialog: f i e t w s d
