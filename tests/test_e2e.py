@@ -83,3 +83,18 @@ def test_bad_target_in_terminal_exits_2_with_one_line(tmp_path):
     r = subprocess.run([*modeltui_command().split(), "no/such/file.pt"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["modeltui: error: no/such/file.pt: no such file or folder"]
+
+
+def test_quit_does_not_wait_for_a_long_load(tmp_path):
+    (tmp_path / "slow_model.py").write_text("import time, torch\n\ndef make():\n    time.sleep(120)\n    return torch.nn.Linear(2, 2)\n")
+    t = Terminal(f"cd {tmp_path} && {modeltui_command()} slow_model.py:make")
+    try:
+        t.wait_for("opening")
+        time.sleep(1)
+        start = time.time()
+        t.keys("q")
+        code = t.exit_code(timeout=20)
+        assert code == 0, t.screen()
+        assert time.time() - start < 15
+    finally:
+        t.close()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from rich.text import Text
@@ -44,6 +46,42 @@ KEYS = [
     ("?", "this help"),
     ("q", "quit"),
 ]
+
+
+class DaemonThreadExecutor(ThreadPoolExecutor):
+    """Runs each job on its own daemon thread and never waits for them on shutdown.
+
+    Textual's thread workers go through the event loop's default executor,
+    whose shutdown (and Python's exit) joins every thread: ``q`` during a
+    40-second load would hang for 40 seconds. Torch calls cannot be
+    interrupted, so quitting abandons them instead; a save cut short this way
+    leaves the old file whole, like any other interrupted save.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as e:  # handed to the awaiting worker
+                future.set_exception(e)
+
+        threading.Thread(target=run, name="modeltui-worker", daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        pass
+
+
+def abandoned_work() -> bool:
+    """True when worker threads are still running (their results are no longer wanted)."""
+    return any(t.name == "modeltui-worker" and t.is_alive() for t in threading.enumerate())
 
 
 class HelpScreen(ModalScreen[None]):
@@ -131,6 +169,10 @@ class ModelTuiApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        import asyncio
+
+        # thread workers run on daemon threads: quitting never waits for a long load, stats or save
+        asyncio.get_running_loop().set_default_executor(DaemonThreadExecutor())
         self.query_one(HeaderBar).show_loading(self.target or "demo")
         self.query_one(ModuleTree).focus()
         if self.opened is not None:
@@ -796,5 +838,11 @@ def run_app(target: str | None, *, weights=None, device=None, input_specs=(), tr
     code = app.run()
     if app.load_error:
         sys.stderr.write(f"modeltui: error: {app.load_error}\n")
-        return 2
+        code = 2
+    if abandoned_work():
+        # the terminal is restored; leave now rather than finalise the interpreter
+        # under a torch call still running on a daemon thread
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 0)
     return code or 0
