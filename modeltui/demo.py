@@ -7,7 +7,6 @@ lazy layer and data-dependent control flow. Input: ``2,12:int64``.
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 class Scaler(nn.Module):

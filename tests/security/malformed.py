@@ -7,7 +7,6 @@ import json
 import os
 import struct
 import zipfile
-import zlib
 
 import torch
 from safetensors.torch import save_file
