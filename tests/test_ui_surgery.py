@@ -148,7 +148,7 @@ async def test_device_dialog_cast_and_missing_device():
         await settle(app, pilot)
         h = model_hash(app.opened.model)
         await pilot.press("d")
-        await pilot.pause()
+        await settle(app, pilot)  # devices are listed in a worker first
         assert isinstance(app.screen, DeviceDialog)
         options = [str(o[0]) for o in app.screen.query_one("#device", Select)._options]
         assert any(o.startswith("cpu") and "now" in o for o in options)

@@ -87,7 +87,7 @@ async def test_bad_dialog_input_is_answered_and_changes_nothing(row, tmp_path, m
             app.query_one(ModuleTree).reveal(NodeRef(*sel))
             await settle(app, pilot)
         await pilot.press(key)
-        await pilot.pause()
+        await settle(app, pilot)  # d lists devices in a worker before its dialog opens
         dialog = app.screen
         for field, value in fields.items():
             w = dialog.query_one(f"#{field}")
