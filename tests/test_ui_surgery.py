@@ -280,3 +280,18 @@ async def test_load_weights_from_the_dialog_reports_misfits_and_undoes(tmp_path)
         await pilot.press("u")
         await settle(app, pilot)
         assert model_hash(m) == before and not app.session.dirty
+
+
+async def test_nan_mark_reaches_every_tied_name():
+    app = ModelTuiApp("sample_models.zoo:TinyGPT")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        await select(app, pilot, NodeRef("tensor", "lm_head.weight"))
+        await pilot.press("e")
+        await pilot.pause()
+        app.screen.query_one("#expr", Input).value = "[0, 0] = nan"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        tree = app.query_one(ModuleTree)
+        assert {"lm_head.weight", "tok.weight"} <= tree.bad
+        assert "⚠" in str(tree.nodes_by_ref[NodeRef("module", "tok")].label)

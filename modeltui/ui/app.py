@@ -388,7 +388,10 @@ class ModelTuiApp(App[int]):
     def on_stats_ready(self, message: StatsReady) -> None:
         self.stats_cache[(message.name, message.grad)] = message.stats
         if message.stats.nan or message.stats.inf:
-            self.query_one(ModuleTree).mark_bad(message.name)
+            tree = self.query_one(ModuleTree)
+            x = self.info.tensors.get(message.name) if self.info is not None else None
+            for name in [message.name] + (x.tied_with if x is not None and not message.grad else []):
+                tree.mark_bad(name)  # tied names hold the same values
         if message.name == self.selected and message.grad == self.show_grad:
             self._render_stats(message.stats)
 
