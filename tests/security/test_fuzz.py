@@ -149,9 +149,28 @@ def check_one(path: str) -> str:
                 continue  # a clean error when the values are read
             assert tuple(t.shape) == tuple(info.shape), name
             assert dtype_name(t.dtype) == info.dtype, name
+        _edit_and_save(opened)
     finally:
         opened.close()
     return "listed"
+
+
+def _edit_and_save(opened) -> None:
+    """A listed file also goes through the surgery path: editable, saved, read back equal."""
+    from modeltui.core.editable import make_editable
+    from modeltui.core.saving import save_state_dict, state_for_saving
+
+    try:
+        make_editable(opened)
+        sd = state_for_saving(opened)
+    except ModelTuiError:
+        return
+    with tempfile.TemporaryDirectory() as d:
+        for ext in (".safetensors", ".pt"):
+            try:
+                save_state_dict(sd, os.path.join(d, "out" + ext))
+            except ModelTuiError as e:
+                assert "cannot" in str(e) or "failed" in str(e) or "not" in str(e), str(e)
 
 
 def _settings(request):
