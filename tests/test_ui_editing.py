@@ -30,6 +30,17 @@ async def select(app, pilot, ref):
     await settle(app, pilot)
 
 
+async def edit_values(app, pilot, expr, tensor=None):
+    """Select ``tensor`` (if given), press e, type ``expr``, press enter and wait for the edit."""
+    if tensor is not None:
+        await select(app, pilot, NodeRef("tensor", tensor))
+    await pilot.press("e")
+    await settle(app, pilot)  # a bare checkpoint is made editable in a worker first
+    app.screen.query_one("#expr", Input).value = expr
+    await pilot.press("enter")
+    await settle(app, pilot)
+
+
 def error_text(screen):
     return str(screen.query_one("#error", Static).render())
 
@@ -183,16 +194,8 @@ async def test_edit_values_dialog_and_bad_edits():
             await pilot.press("escape")
             await pilot.pause()
         assert model_hash(app.opened.model) == h
-        await pilot.press("e")
-        await pilot.pause()
-        app.screen.query_one("#expr", Input).value = "[:] += 1"
-        await pilot.press("enter")
-        await settle(app, pilot)
-        await pilot.press("e")
-        await pilot.pause()
-        app.screen.query_one("#expr", Input).value = "[0, 0] = 42"
-        await pilot.press("enter")
-        await settle(app, pilot)
+        await edit_values(app, pilot, "[:] += 1")
+        await edit_values(app, pilot, "[0, 0] = 42")
         w = app.opened.model[0].weight.detach()
         assert w[0, 0] == 42 and torch.equal(w[0, 1:], before[0, 1:] + 1)
         st = app.stats_cache.get(("0.weight", False))
@@ -203,12 +206,7 @@ async def test_quit_asks_when_unsaved():
     app = ModelTuiApp("sample_models.book:make_my_linear_net")
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(app, pilot)
-        await select(app, pilot, NodeRef("tensor", "0.bias"))
-        await pilot.press("e")
-        await pilot.pause()
-        app.screen.query_one("#expr", Input).value = "= 0"
-        await pilot.press("enter")
-        await settle(app, pilot)
+        await edit_values(app, pilot, "= 0", tensor="0.bias")
         await pilot.press("q")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmQuit)

@@ -11,7 +11,7 @@ from modeltui.ui.app import ModelTuiApp
 from modeltui.ui.dialogs import Confirm, DeviceDialog, SaveDialog, TieDialog
 from modeltui.ui.widgets import HeaderBar, ModuleTree, NodeRef
 from tests.test_editing import model_hash
-from tests.test_ui_editing import error_text, select, settle
+from tests.test_ui_editing import edit_values, error_text, select, settle
 
 
 def header(app) -> str:
@@ -75,12 +75,7 @@ async def test_save_dialog_writes_verifies_clears_mark_and_asks_before_overwrite
     app = ModelTuiApp("sample_models.zoo:TinyGPT")
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(app, pilot)
-        await select(app, pilot, NodeRef("tensor", "pos.weight"))
-        await pilot.press("e")
-        await pilot.pause()
-        app.screen.query_one("#expr", Input).value = "[0, 0] = 7"
-        await pilot.press("enter")
-        await settle(app, pilot)
+        await edit_values(app, pilot, "[0, 0] = 7", tensor="pos.weight")
         assert app.session.dirty
         await pilot.press("s")
         await pilot.pause()
@@ -100,11 +95,7 @@ async def test_save_dialog_writes_verifies_clears_mark_and_asks_before_overwrite
         listed.close()
         # change again, save to the same path: confirm first; "n" keeps the file
         before = out.read_bytes()
-        await pilot.press("e")
-        await pilot.pause()
-        app.screen.query_one("#expr", Input).value = "[0, 0] = 8"
-        await pilot.press("enter")
-        await settle(app, pilot)
+        await edit_values(app, pilot, "[0, 0] = 8")
         await pilot.press("s")
         await pilot.pause()
         await pilot.press("enter")
@@ -286,12 +277,7 @@ async def test_nan_mark_reaches_every_tied_name():
     app = ModelTuiApp("sample_models.zoo:TinyGPT")
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(app, pilot)
-        await select(app, pilot, NodeRef("tensor", "lm_head.weight"))
-        await pilot.press("e")
-        await pilot.pause()
-        app.screen.query_one("#expr", Input).value = "[0, 0] = nan"
-        await pilot.press("enter")
-        await settle(app, pilot)
+        await edit_values(app, pilot, "[0, 0] = nan", tensor="lm_head.weight")
         tree = app.query_one(ModuleTree)
         assert {"lm_head.weight", "tok.weight"} <= tree.bad
         assert "⚠" in str(tree.nodes_by_ref[NodeRef("module", "tok")].label)

@@ -44,10 +44,6 @@ class TensorSource:
     def get(self, name: str):  # -> torch.Tensor
         raise NotImplementedError
 
-    def all_tensors(self, names) -> dict[str, Any]:
-        """Every tensor, for editing: shared where the file shares, no copy where possible."""
-        return {n: self.get(n) for n in names}
-
     def close(self) -> None:
         pass
 
@@ -131,16 +127,6 @@ class SafetensorsSource(TensorSource):
             return h.get_tensor(name)
         except Exception as e:
             raise CheckpointError(f"{os.path.basename(path)}: cannot read '{name}': {e}") from None
-
-    def all_tensors(self, names) -> dict[str, Any]:
-        """Every tensor (aliases as the same object): copy-on-write views, nothing copied."""
-        out: dict[str, Any] = {}
-        for n in names:
-            real = self.aliases.get(n, n)
-            if real not in out:
-                out[real] = self.get(real)
-            out[n] = out[real]
-        return out
 
     def close(self) -> None:
         self._handles.clear()

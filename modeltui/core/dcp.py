@@ -12,6 +12,7 @@ import os
 import pickle
 from typing import Any
 
+from modeltui.core.checkpoints import TensorSource
 from modeltui.core.errors import CheckpointError, UnsafeCheckpointError
 from modeltui.core.structure import from_state_dict_entries
 
@@ -85,7 +86,7 @@ def open_dcp(folder: str, target: str):
     return info, None, DCPSource(folder, md)
 
 
-class DCPSource:
+class DCPSource(TensorSource):
     """Assembles a tensor from its chunks in the ``.distcp`` files."""
 
     def __init__(self, folder: str, md: Any):
@@ -119,6 +120,3 @@ class DCPSource:
                 view = view.narrow(dim, o, s)
             view.copy_(chunk)
         return out
-
-    def close(self) -> None:
-        pass

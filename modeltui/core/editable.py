@@ -30,8 +30,7 @@ def make_editable(opened) -> None:
 
     info = opened.info
     names = list(info.tensors)
-    src = opened.source
-    values = src.all_tensors(names) if hasattr(src, "all_tensors") else {n: src.get(n) for n in names}
+    values = {n: opened.source.get(n) for n in names}  # views of the file, nothing copied
     group_of = {n: g[0] for g in info.tied_groups for n in g}
     params: dict[str, nn.Parameter] = {}
     root = KeyPrefix()

@@ -69,16 +69,11 @@ def _fsync_file(path: str) -> None:
 
 
 def _fsync_dir(folder: str) -> None:
+    """Best effort: some file systems (and Windows) cannot fsync a folder."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
+        _fsync_file(folder)
     except OSError:
         pass
-    finally:
-        os.close(fd)
 
 
 def _explain(e: OSError, folder: str) -> str:
@@ -211,14 +206,10 @@ def _missing(found, sd) -> None:
 
 
 def _verify_safetensors(tmp: str, sd: dict[str, Any], aliases: dict[str, str]) -> None:
-    """Header through both our validator and safetensors' own; values through a read-only map."""
-    import mmap
-    import struct
-    import warnings
-
-    import torch
+    """Header through both our validator and safetensors' own; values through a mapped view."""
     from safetensors import safe_open
 
+    from modeltui.core.checkpoints import SafetensorsSource
     from modeltui.core.safetensors_header import read_header
 
     entries, metadata = read_header(tmp)
@@ -229,26 +220,12 @@ def _verify_safetensors(tmp: str, sd: dict[str, Any], aliases: dict[str, str]) -
     for alias, real in aliases.items():
         if metadata.get(alias) != real:
             raise SaveError(f"verification failed: the alias '{alias}' -> '{real}' is not in the file's metadata")
-    with open(tmp, "rb") as fh:
-        (n,) = struct.unpack("<Q", fh.read(8))
-        size = os.fstat(fh.fileno()).st_size
-        if size == 8 + n:
-            data = torch.empty(0, dtype=torch.uint8)
-        else:
-            if hasattr(mmap, "MAP_SHARED"):  # POSIX: one fault-in instead of one per page
-                flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-                mm = mmap.mmap(fh.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
-            else:
-                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-            with warnings.catch_warnings():  # read-only on purpose: nothing writes through it
-                warnings.simplefilter("ignore", UserWarning)
-                data = torch.frombuffer(mm, dtype=torch.uint8)[8 + n:]
+    source = SafetensorsSource({e.name: tmp for e in entries})
+    try:
         for e in entries:
-            want = sd[e.name]
-            raw = data[e.begin:e.end]
-            got = raw.view(want.dtype).reshape(e.shape) if raw.numel() else torch.empty(e.shape, dtype=want.dtype)
-            _compare(e.name, got, want)
-        del data, raw, got
+            _compare(e.name, source.get(e.name), sd[e.name])
+    finally:
+        source.close()
 
 
 def _verify_torch(tmp: str, sd: dict[str, Any], aliases: dict[str, str]) -> None:

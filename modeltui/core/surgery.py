@@ -10,13 +10,13 @@ cancelled half way moves back what it had moved.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from modeltui.core.errors import Cancelled, ModelTuiError
 from modeltui.core.session import EditError
 
 CAST_DTYPES = ("float32", "bfloat16", "float16", "float64")
+TIEABLE = ("parameter", "tensor")  # "tensor": an entry of a checkpoint made editable
 
 
 def _parent(name: str) -> tuple[str, str]:
@@ -44,13 +44,8 @@ def _unshown(name: str) -> str:
     return "" if name == "(root)" else name
 
 
-@dataclass
-class TiePlan:
-    pairs: list[tuple[str, str]]  # (source parameter name, target parameter name)
-
-
-def plan_tie(session, source: str, target: str) -> TiePlan:
-    """Which target parameters become which source parameters; refuses mismatches."""
+def plan_tie(session, source: str, target: str) -> list[tuple[str, str]]:
+    """``(source, target)`` parameter names: which target parameters become which source ones; refuses mismatches."""
     info = session.opened.info
     source, target = source.strip(), target.strip()
     if not source or not target:
@@ -80,20 +75,20 @@ def plan_tie(session, source: str, target: str) -> TiePlan:
         _check_pair(session, info, s, t)
     if all(session.opened.tensor(s) is session.opened.tensor(t) for s, t in pairs):
         raise EditError(f"'{pairs[0][1]}' is already tied to '{pairs[0][0]}'" if len(pairs) == 1 else "these parameters are already tied")
-    return TiePlan(pairs)
+    return pairs
 
 
 def _subtree_params(info, path: str) -> dict[str, str]:
     """Parameters under module ``path``, by name relative to it."""
     prefix = f"{path}." if path else ""
-    return {n[len(prefix):]: n for n, t in info.tensors.items() if n.startswith(prefix) and t.kind in ("parameter", "tensor")}
+    return {n[len(prefix):]: n for n, t in info.tensors.items() if n.startswith(prefix) and t.kind in TIEABLE}
 
 
 def _check_pair(session, info, s: str, t: str) -> None:
     from torch import nn
 
     for n in (s, t):
-        if info.tensors[n].kind not in ("parameter", "tensor"):  # "tensor": a checkpoint's entry
+        if info.tensors[n].kind not in TIEABLE:
             raise EditError(f"'{n}' is a {info.tensors[n].kind}, not a parameter: only parameters can be tied")
     ps, pt = session.opened.tensor(s), session.opened.tensor(t)
     for n, p in ((s, ps), (t, pt)):
@@ -113,28 +108,17 @@ def _dt(t) -> str:
 
 def tie(session, source: str, target: str) -> str:
     """Make ``target`` use ``source``'s Parameter objects; returns the edit's description."""
-    plan = plan_tie(session, source, target)
+    pairs = plan_tie(session, source, target)
     model = session.model
-    slots = []  # (owner module, attr, old parameter, new parameter)
-    for s, t in plan.pairs:
+    slots = []
+    for s, t in pairs:
         mod_path, attr = _parent(t)
-        owner = model.get_submodule(mod_path)
-        slots.append((owner, attr, owner._parameters[attr], session.opened.tensor(s)))
-
-    def do():
-        for owner, attr, _, new in slots:
-            owner._parameters[attr] = new
-
-    def undo():
-        for owner, attr, old, _ in slots:
-            owner._parameters[attr] = old
-
-    if len(plan.pairs) == 1:
-        desc = f"tie {plan.pairs[0][1]} to {plan.pairs[0][0]}"
+        slots.append((model.get_submodule(mod_path)._parameters, attr, session.opened.tensor(s)))
+    if len(pairs) == 1:
+        desc = f"tie {pairs[0][1]} to {pairs[0][0]}"
     else:
-        desc = f"tie {len(plan.pairs)} parameters of {_shown(target)} to {_shown(source)}"
-    session.apply_structural(desc, do, undo)
-    return desc
+        desc = f"tie {len(pairs)} parameters of {_shown(target)} to {_shown(source)}"
+    return _swap(session, desc, slots)
 
 
 def untie(session, name: str) -> str:
@@ -146,7 +130,7 @@ def untie(session, name: str) -> str:
     if kind == "module":
         return _untie_module(session, info, model, name)
     x = info.tensors[name]
-    if x.kind not in ("parameter", "tensor"):
+    if x.kind not in TIEABLE:
         raise EditError(f"'{name}' is a {x.kind}; only parameters are tied and untied")
     if not x.tied_with:
         raise EditError(f"'{name}' is not tied to anything")
@@ -155,9 +139,8 @@ def untie(session, name: str) -> str:
     if not others:
         where = ", ".join([_shown(x.module)] + info.modules[x.module].shared_with)
         raise EditError(f"'{name}' is shared because its module is used at {where}: untie the module '{_shown(x.module)}' instead")
-    slots = [(owner, x.attr)]
     desc = f"untie {name} (own copy; was tied with {', '.join(others[:3])}{'…' if len(others) > 3 else ''})"
-    return _replace_params(session, slots, desc)
+    return _own_copies(session, [(owner, x.attr)], desc)
 
 
 def _untie_module(session, info, model, path: str) -> str:
@@ -166,24 +149,14 @@ def _untie_module(session, info, model, path: str) -> str:
     m = info.modules[path]
     if m.shared_with:
         parent_path, attr = _parent(path)
-        parent = model.get_submodule(parent_path)
-        old = parent._modules[attr]
-        new = copy.deepcopy(old)
-        held = sum(p.numel() * p.element_size() for p in new.parameters()) + sum(b.numel() * b.element_size() for b in new.buffers())
-
-        def do():
-            parent._modules[attr] = new
-
-        def undo():
-            parent._modules[attr] = old
-
+        modules = model.get_submodule(parent_path)._modules
+        new = copy.deepcopy(modules[attr])
         desc = f"untie module {path} (own copy; was also used at {', '.join(m.shared_with[:3])})"
-        session.apply_structural(desc, do, undo, held_bytes=held)
-        return desc
+        return _swap(session, desc, [(modules, attr, new)], held_bytes=_nbytes(list(new.parameters()) + list(new.buffers())))
     prefix = path + "."
     slots, seen = [], set()
     for n, t in info.tensors.items():
-        if not n.startswith(prefix) or t.kind not in ("parameter", "tensor"):
+        if not n.startswith(prefix) or t.kind not in TIEABLE:
             continue
         if any(not o.startswith(prefix) for o in t.tied_with):
             owner = model.get_submodule(t.module)
@@ -192,26 +165,41 @@ def _untie_module(session, info, model, path: str) -> str:
                 slots.append((owner, t.attr))
     if not slots:
         raise EditError(f"nothing under '{path}' is tied to a parameter outside it")
-    return _replace_params(session, slots, f"untie {len(slots)} parameter(s) of {path}")
+    return _own_copies(session, slots, f"untie {len(slots)} parameter(s) of {path}")
 
 
-def _replace_params(session, slots, desc: str) -> str:
+def _own_copies(session, slots, desc: str) -> str:
+    """Give each ``(module, attr)`` parameter an independent copy of its values."""
     from torch import nn
 
-    olds = [owner._parameters[attr] for owner, attr in slots]
-    news = [nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad) for p in olds]
-    held = sum(p.numel() * p.element_size() for p in news)
+    news = [(owner._parameters, attr, nn.Parameter(owner._parameters[attr].detach().clone(),
+                                                   requires_grad=owner._parameters[attr].requires_grad))
+            for owner, attr in slots]
+    return _swap(session, desc, news, held_bytes=_nbytes([p for _, _, p in news]))
+
+
+def _swap(session, desc: str, slots, *, held_bytes: int = 0) -> str:
+    """One undoable edit putting ``new`` at ``mapping[key]`` for each ``(mapping, key, new)``.
+
+    The mappings are a module's ``_parameters`` or ``_modules``; undo puts
+    back the objects that were there.
+    """
+    olds = [(mapping, key, mapping[key]) for mapping, key, _ in slots]
 
     def do():
-        for (owner, attr), new in zip(slots, news):
-            owner._parameters[attr] = new
+        for mapping, key, new in slots:
+            mapping[key] = new
 
     def undo():
-        for (owner, attr), old in zip(slots, olds):
-            owner._parameters[attr] = old
+        for mapping, key, old in olds:
+            mapping[key] = old
 
-    session.apply_structural(desc, do, undo, held_bytes=held)
+    session.apply_structural(desc, do, undo, held_bytes=held_bytes)
     return desc
+
+
+def _nbytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 # ---------------------------------------------------------------- dtype cast
@@ -247,7 +235,7 @@ def cast(session, dtype_name: str) -> str:
         raise EditError(f"every floating-point tensor is already {dtype_name}")
     old_data = [t.data for t in todo]
     old_grads = [t.grad for t in todo]
-    held = sum(d.numel() * d.element_size() for d in old_data)
+    held = _nbytes(old_data)
 
     def do():
         for t, d, g in zip(todo, old_data, old_grads):
@@ -297,7 +285,7 @@ def move(session, device: str, *, progress: Callable[[int, int], None] | None = 
     todo = [t for t in tensors if t.device != dev or (t.grad is not None and t.grad.device != dev)]
     if not todo:
         raise EditError(f"the model is already on {dev}")
-    total = sum(t.numel() * t.element_size() for t in todo)
+    total = _nbytes(todo)
     done_bytes = 0
     moved: list[tuple[Any, Any, Any]] = []  # tensor, old data, old grad
     try:

@@ -31,19 +31,20 @@ class WeightsReport:
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # name, model shape, file shape
     note: str = ""
+    label: str = "--weights"  # starts every line: the option's name on the command line
 
     def lines(self) -> list[str]:
         out = []
         if self.missing:
-            out.append(f"--weights: {len(self.missing)} key(s) of the model are missing from {os.path.basename(self.path)}: {_few(self.missing)}")
+            out.append(f"{self.label}: {len(self.missing)} key(s) of the model are missing from {os.path.basename(self.path)}: {_few(self.missing)}")
         if self.unexpected:
-            out.append(f"--weights: {len(self.unexpected)} unexpected key(s) in {os.path.basename(self.path)} ignored: {_few(self.unexpected)}")
+            out.append(f"{self.label}: {len(self.unexpected)} unexpected key(s) in {os.path.basename(self.path)} ignored: {_few(self.unexpected)}")
         if self.note:
-            out.append(f"--weights: {self.note}")
+            out.append(f"{self.label}: {self.note}")
         for name, ms, fs in self.mismatched[:10]:
-            out.append(f"--weights: '{name}' not loaded: the model has shape {list(ms)}, the file {list(fs)}")
+            out.append(f"{self.label}: '{name}' not loaded: the model has shape {list(ms)}, the file {list(fs)}")
         if len(self.mismatched) > 10:
-            out.append(f"--weights: {len(self.mismatched) - 10} more mis-shaped key(s) not loaded")
+            out.append(f"{self.label}: {len(self.mismatched) - 10} more mis-shaped key(s) not loaded")
         return out
 
 
@@ -303,7 +304,7 @@ def load_weights(model, path: str, *, trust: bool = False, label: str = "--weigh
     else:
         get = source.get
         file_shapes = {k: t.shape for k, t in info.tensors.items()}
-    report = WeightsReport(path)
+    report = WeightsReport(path, label=label)
     own = model.state_dict(keep_vars=True)
     to_load: dict[str, Any] = {}
     for k, t in own.items():

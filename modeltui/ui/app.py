@@ -490,8 +490,6 @@ class ModelTuiApp(App[int]):
             if not any(w.group == "prepare" and w.is_running for w in self.workers):
                 self.notify("opening the checkpoint's tensors for editing (the file itself is never changed)…", timeout=4)
                 self.prepare_editing(then)
-        else:
-            self.notify("nothing to undo or redo yet", severity="warning")
         return False
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="prepare")
@@ -645,7 +643,7 @@ class ModelTuiApp(App[int]):
         self.refresh_views()
         lines = [f"{len(report.loaded)} tensors loaded from {os.path.basename(report.path)}"] + report.lines()
         bad = report.missing or report.unexpected or report.mismatched
-        self.notify("\n".join(line.removeprefix("--weights: ") for line in lines[:6]), title="Weights",
+        self.notify("\n".join(lines[:6]), title="Weights",
                     severity="warning" if bad else "information", timeout=12)
 
     def action_save(self) -> None:
@@ -693,7 +691,9 @@ class ModelTuiApp(App[int]):
         self._undo_or_redo("redo", "redid")
 
     def _undo_or_redo(self, verb: str, done: str) -> None:
-        if self._need_session():
+        if self.opened is not None and self.session is None:
+            self.notify(f"nothing to {verb} yet", severity="warning")
+        elif self._need_session():
             self.run_history(verb, done)
 
     @work(thread=True, exclusive=False, exit_on_error=False, group="history")

@@ -7,7 +7,7 @@ model is unchanged until an edit succeeds.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from rich.text import Text
 from textual import on, work
@@ -66,6 +66,23 @@ class Dialog(ModalScreen[Any]):
 
     def submit(self) -> None:
         raise NotImplementedError
+
+    def start(self, busy: str, job: Callable[[], Any]) -> None:
+        """Run ``job`` off the UI thread, showing ``busy`` with OK disabled until it ends."""
+        self.query_one("#ok", Button).disabled = True
+        self.query_one("#error", Static).update(Text(busy, style="dim"))
+        self._run(job)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="dialog")
+    def _run(self, job: Callable[[], Any]) -> None:
+        """Close with ``job``'s result, or show its error and stay open for a correction."""
+        try:
+            result = job()
+        except Exception as e:  # a user's custom initialiser can raise anything
+            message = str(e) if isinstance(e, ModelTuiError) else f"{type(e).__name__}: {e}"
+            self.app.call_from_thread(self.show_error, message)
+            return
+        self.app.call_from_thread(self.dismiss, result)
 
 
 def parse_specs(text: str, dtype: str, dist: str, high: str) -> list[InputSpec]:
@@ -201,35 +218,17 @@ class InitDialog(Dialog):
                 path = self.query_one("#custom", Input).value.strip()
                 if not path:
                     raise ModelTuiError("give the custom initialiser's import path, e.g. sample_models.book:my_init")
-                job = ("custom", path, {}, opts)
             else:
-                job = ("builtin", name, parse_kwargs(self.query_one("#args", Input).value), opts)
+                args = parse_kwargs(self.query_one("#args", Input).value)
         except (ModelTuiError, ValueError) as e:
             self.show_error(str(e))
             return
-        self.query_one("#ok", Button).disabled = True
-        self.query_one("#error", Static).update(Text("applying…", style="dim"))
-        self.run_job(job)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="edit")
-    def run_job(self, job) -> None:
         from modeltui.core.editing import initialise, initialise_custom
 
-        kind, name, args, opts = job
-        try:
-            if kind == "custom":
-                report = initialise_custom(self.session, name, module=opts["module"], tensor=opts["tensor"],
-                                           which=opts["which"], module_class=opts["module_class"],
-                                           include_constants=opts["include_constants"], seed=opts["seed"])
-            else:
-                report = initialise(self.session, name, args, **opts)
-        except ModelTuiError as e:
-            self.app.call_from_thread(self.show_error, str(e))
-            return
-        except Exception as e:
-            self.app.call_from_thread(self.show_error, f"{type(e).__name__}: {e}")
-            return
-        self.app.call_from_thread(self.dismiss, report)
+        if name == CUSTOM:
+            self.start("applying…", lambda: initialise_custom(self.session, path, **opts))
+        else:
+            self.start("applying…", lambda: initialise(self.session, name, args, **opts))
 
 
 class EditDialog(Dialog):
@@ -254,19 +253,9 @@ class EditDialog(Dialog):
         if not expr.strip():
             self.show_error("write an edit, e.g. [0, 0] = 42")
             return
-        self.query_one("#ok", Button).disabled = True
-        self.run_edit(expr)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="edit")
-    def run_edit(self, expr: str) -> None:
         from modeltui.core.editing import edit_values
 
-        try:
-            desc = edit_values(self.session, self.tensor_name, expr)
-        except ModelTuiError as e:
-            self.app.call_from_thread(self.show_error, str(e))
-            return
-        self.app.call_from_thread(self.dismiss, desc)
+        self.start("applying…", lambda: edit_values(self.session, self.tensor_name, expr))
 
 
 class Confirm(ModalScreen[bool]):
@@ -351,19 +340,9 @@ class TieDialog(Dialog):
         mode = str(self.query_one("#mode", Select).value)
         target = self.query_one("#target", Input).value
         source = self.query_one("#source", Input).value
-        self.query_one("#ok", Button).disabled = True
-        self.run_tie(mode, source, target)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="edit")
-    def run_tie(self, mode: str, source: str, target: str) -> None:
         from modeltui.core.surgery import tie, untie
 
-        try:
-            desc = untie(self.session, target) if mode == "untie" else tie(self.session, source, target)
-        except ModelTuiError as e:
-            self.app.call_from_thread(self.show_error, str(e))
-            return
-        self.app.call_from_thread(self.dismiss, desc)
+        self.start("applying…", lambda: untie(self.session, target) if mode == "untie" else tie(self.session, source, target))
 
 
 def default_save_path(opened, target: str | None, weights: str | None) -> str:
@@ -431,23 +410,9 @@ class SaveDialog(Dialog):
         self._start(path)
 
     def _start(self, path: str) -> None:
-        self.query_one("#ok", Button).disabled = True
-        self.query_one("#error", Static).update(Text("saving and verifying…", style="dim"))
-        self.run_save(path)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="save")
-    def run_save(self, path: str) -> None:
         from modeltui.core.saving import save_state_dict, state_for_saving
 
-        try:
-            report = save_state_dict(state_for_saving(self.opened), path)
-        except ModelTuiError as e:
-            self.app.call_from_thread(self.show_error, str(e))
-            return
-        except Exception as e:
-            self.app.call_from_thread(self.show_error, f"{type(e).__name__}: {e}")
-            return
-        self.app.call_from_thread(self.dismiss, report)
+        self.start("saving and verifying…", lambda: save_state_dict(state_for_saving(self.opened), path))
 
 
 class WeightsDialog(Dialog):
@@ -470,20 +435,10 @@ class WeightsDialog(Dialog):
                           "mis-shaped keys are listed. u undoes." + (" --trust is on." if self.trust else ""), style="dim"))
 
     def submit(self) -> None:
-        self.query_one("#ok", Button).disabled = True
-        self.query_one("#error", Static).update(Text("loading…", style="dim"))
-        self.run_load(self.query_one("#path", Input).value)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="edit")
-    def run_load(self, path: str) -> None:
         from modeltui.core.editing import load_weights_into
 
-        try:
-            report = load_weights_into(self.session, path, trust=self.trust)
-        except ModelTuiError as e:
-            self.app.call_from_thread(self.show_error, str(e))
-            return
-        self.app.call_from_thread(self.dismiss, report)
+        path = self.query_one("#path", Input).value
+        self.start("loading…", lambda: load_weights_into(self.session, path, trust=self.trust))
 
 
 class DeviceDialog(Dialog):
