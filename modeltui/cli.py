@@ -104,10 +104,10 @@ def _run(args: argparse.Namespace) -> int:
 
     opened = open_target(args.target, weights=args.weights, device=args.device, input_specs=specs, trust=args.trust)
     if args.save:
-        from modeltui.core.saving import save_state_dict, state_for_saving
+        from modeltui.core.saving import save_opened
         from modeltui.format import fmt_bytes
 
-        report = save_state_dict(state_for_saving(opened), args.save)
+        report = save_opened(opened, args.save)
         tied = f", {len(report.aliases)} tied name(s) stored once" if report.aliases else ""
         sys.stdout.write(f"saved {args.save}: {report.tensors} tensors, {fmt_bytes(report.nbytes)}{tied}, verified\n")
     elif args.json:

@@ -26,3 +26,35 @@ def fmt_shape(shape) -> str:
     if shape is None:
         return "?"
     return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def visible(text: object, *, newlines: bool = False, limit: int | None = None) -> str:
+    """``text`` with every control or format character shown as an escape.
+
+    Names, metadata and messages that come from a file or from user code pass
+    through this before they reach a terminal, so an escape sequence in a
+    tensor name is shown as ``\\x1b]2;…`` instead of retitling the terminal,
+    and U+202E is shown as ``\\u202e`` instead of reversing the line. Every
+    character Python does not call printable is escaped: C0/C1 controls,
+    bidi and zero-width format characters, line separators, surrogates.
+    ``newlines=True`` keeps ``\\n`` (for multi-line messages modeltui writes
+    itself). ``limit`` cuts the result to that many characters.
+    """
+    s = text if isinstance(text, str) else str(text)
+    if not s.isprintable():
+        out = []
+        for ch in s:
+            if ch.isprintable() or (newlines and ch == "\n"):
+                out.append(ch)
+            elif ch in _ESCAPES:
+                out.append(_ESCAPES[ch])
+            else:
+                code = ord(ch)
+                out.append(f"\\x{code:02x}" if code < 0x100 else (f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"))
+        s = "".join(out)
+    if limit is not None and len(s) > limit:
+        s = s[: max(0, limit - 1)] + "…"
+    return s

@@ -43,6 +43,11 @@ def state_for_saving(opened) -> dict[str, Any]:
     return {name: opened.tensor(name) for name in opened.info.tensors}
 
 
+def save_opened(opened, path: str) -> SaveReport:
+    """Save what ``opened`` holds to ``path``: the one entry point of the CLI and the save dialog."""
+    return save_state_dict(state_for_saving(opened), path)
+
+
 def _dedupe(sd: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """Keep one name per shared tensor; return (kept tensors, alias -> kept name)."""
     from modeltui.core.inspect import tensor_identity

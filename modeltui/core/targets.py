@@ -63,6 +63,8 @@ class Opened:
     tensors: dict[str, Any] = field(default_factory=dict)  # name -> tensor for a module
     weights: WeightsReport | None = None
     device: str = "cpu"
+    # a training checkpoint's whole object (epoch, optimizer state...), kept for saving back
+    container: Any = None  # modeltui.core.container.Container | None
 
     def tensor(self, name: str):
         """The values of tensor ``name`` (read from the file when needed)."""

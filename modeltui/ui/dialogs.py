@@ -410,9 +410,9 @@ class SaveDialog(Dialog):
         self._start(path)
 
     def _start(self, path: str) -> None:
-        from modeltui.core.saving import save_state_dict, state_for_saving
+        from modeltui.core.saving import save_opened
 
-        self.start("saving and verifying…", lambda: save_state_dict(state_for_saving(self.opened), path))
+        self.start("saving and verifying…", lambda: save_opened(self.opened, path))
 
 
 class WeightsDialog(Dialog):

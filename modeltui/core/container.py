@@ -1,0 +1,111 @@
+"""Training checkpoints: weights that sit inside a bigger object.
+
+Lightning's ``.ckpt`` keeps the weights under ``state_dict`` beside ``epoch``,
+``global_step``, ``optimizer_states`` and ``hyper_parameters``; other
+frameworks use ``{"model": state_dict, "optimizer": ..., "step": ...}``.
+Saving back to such a file must keep every other entry exactly as it was, so
+the reader keeps the whole object (its tensors memory-mapped, never modified)
+in a :class:`Container`, and the saver asks it for a copy with new weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Key = Any  # a dict key (usually str) or a list index
+
+
+@dataclass
+class Container:
+    """A loaded checkpoint object and where its weights are inside it.
+
+    ``weights_key`` is the chain of keys from ``obj`` to the mapping that
+    holds the weights (``("state_dict",)``; ``()`` when ``obj`` itself holds
+    them beside other entries). ``names`` maps each flat tensor name (dotted,
+    as shown) to its chain of keys inside that mapping, for weights stored
+    as nested dicts; a flat mapping has ``names[k] == (k,)``.
+    """
+
+    path: str
+    obj: Any
+    weights_key: tuple[Key, ...] = ()
+    names: dict[str, tuple[Key, ...]] = field(default_factory=dict)
+
+    def other_entries(self) -> list[str]:
+        """The names of the entries saved beside the weights (for messages)."""
+        if not isinstance(self.obj, Mapping):
+            return []
+        skip = self.weights_key[0] if self.weights_key else None
+        top = {n[0] for n in self.names.values() if n} if not self.weights_key else set()
+        return [str(k) for k in self.obj if k != skip and k not in top]
+
+    def weights(self) -> Any:
+        """The mapping (or object) that holds the weights."""
+        node = self.obj
+        for k in self.weights_key:
+            node = node[k]
+        return node
+
+    def with_weights(self, sd: Mapping[str, Any]) -> Any:
+        """A new object like ``obj`` with the weights replaced by ``sd``.
+
+        Every other entry is the same object as before (nothing is copied
+        but the dicts along the path to the weights). Tensors missing from
+        ``sd`` are dropped; names not in :attr:`names` (a renamed or new
+        key) go in at the top of the weights mapping.
+        """
+        import torch
+
+        by_chain = {chain: name for name, chain in self.names.items()}
+
+        def rebuilt(mapping: Any, sd: Mapping[str, Any]) -> Any:
+            # the old structure in its order: tensors replaced (or dropped), other entries kept
+            placed: set[str] = set()
+
+            def walk(m: Mapping, prefix: tuple) -> dict:
+                out = type(m)() if isinstance(m, dict) else {}
+                for k, v in m.items():
+                    chain = prefix + (k,)
+                    if isinstance(v, torch.Tensor) and chain in by_chain:
+                        name = by_chain[chain]
+                        if name in sd:
+                            out[k] = sd[name]
+                            placed.add(name)
+                    elif isinstance(v, Mapping) and any(c[: len(chain)] == chain for c in by_chain):
+                        out[k] = walk(v, chain)
+                    else:
+                        out[k] = v
+                return out
+
+            new = walk(mapping, ()) if isinstance(mapping, Mapping) else {}
+            for name, t in sd.items():
+                if name in placed:
+                    continue
+                chain = self.names.get(name, (name,))
+                node = new
+                for k in chain[:-1]:
+                    nxt = node.get(k)
+                    if not isinstance(nxt, dict):
+                        nxt = {}
+                        node[k] = nxt
+                    node = nxt
+                node[chain[-1]] = t
+            return new
+
+        if not self.weights_key:
+            return rebuilt(self.obj, sd)
+
+        def replace(node: Any, chain: tuple[Key, ...]) -> Any:
+            head, rest = chain[0], chain[1:]
+            if isinstance(node, list):
+                copy: Any = list(node)
+            elif isinstance(node, tuple):
+                copy = list(node)
+            else:
+                copy = type(node)(node) if isinstance(node, dict) else dict(node)
+            copy[head] = replace(node[head], rest) if rest else rebuilt(node[head], sd)
+            return tuple(copy) if isinstance(node, tuple) else copy
+
+        return replace(self.obj, self.weights_key)
