@@ -65,6 +65,7 @@ class Opened:
     device: str = "cpu"
     # a training checkpoint's whole object (epoch, optimizer state...), kept for saving back
     container: Any = None  # modeltui.core.container.Container | None
+    path: str | None = None  # absolute path of the checkpoint file or folder (None for an import path)
 
     def tensor(self, name: str):
         """The values of tensor ``name`` (read from the file when needed)."""
@@ -225,7 +226,7 @@ def open_target(
                 info.warnings.append("--input-shape ignored: a checkpoint without an architecture cannot run")
             if dev is not None and dev.type != "cpu":
                 info.warnings.append(f"--device {device} ignored for a checkpoint without an architecture: its tensors stay where they were read")
-            return Opened(info, None, source)
+            return Opened(info, None, source, path=os.path.abspath(target))
     else:
         obj = import_object(target)
         model = build_module(obj, target, dev.type if dev is not None else None)
