@@ -40,3 +40,24 @@ def pytest_addoption(parser):
     parser.addoption("--fuzz", type=int, default=None,
                      help="hypothesis examples per format for the checkpoint fuzzer (default 40; try 2000)")
     parser.addoption("--kills", type=int, default=None, help="kill -9 rounds per format in the data-safety test (default 6)")
+
+
+async def _settle(pilot, rounds: int = 3) -> None:
+    """Wait until every worker has finished and the screen has caught up with their messages."""
+    app = pilot.app
+    for _ in range(rounds):
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+@pytest.fixture
+def settle():
+    """``await settle(pilot)``: the one way Pilot tests wait for workers."""
+    return _settle
+
+
+@pytest.fixture
+def notes():
+    """``notes(app)``: the text of every notification shown so far."""
+    return lambda app: [n.message for n in app._notifications]

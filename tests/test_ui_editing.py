@@ -59,7 +59,7 @@ async def test_forward_materialises_lazy_and_shows_shapes():
         assert isinstance(app.screen, ForwardResultScreen)
         assert app.info.tensors["1.weight"].shape == (20, 16)
         tree = app.query_one(ModuleTree)
-        assert "→ [2, 20]" in str(tree.nodes_by_ref[NodeRef("module", "1")].label)
+        assert "→ 2×20" in str(tree.nodes_by_ref[NodeRef("module", "1")].label)
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, ForwardResultScreen)

@@ -6,6 +6,7 @@ from functools import partial
 
 from textual.command import Hit, Hits, Provider
 
+from modeltui.format import visible
 from modeltui.ui.widgets import NodeRef
 
 MAX_HITS = 50
@@ -42,9 +43,9 @@ class GoToProvider(Provider):
             score = matcher.match(label) or 0.1
             yield Hit(
                 score,
-                matcher.highlight(f"Go to {label}"),
+                matcher.highlight(f"Go to {visible(label, limit=120)}"),
                 partial(self.app.goto, ref),
-                help=f"{ref.kind} {extra}",
+                help=f"{ref.kind} {visible(extra or '', limit=60)}",
             )
             found += 1
             if found >= MAX_HITS:

@@ -1,0 +1,53 @@
+"""The edit-values dialog: an assignment over a slice of the selected tensor."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.widgets import Input, Label, Static
+
+from modeltui.format import visible
+from modeltui.ui.dialogs.base import Dialog
+
+
+def not_saved_note(info, name: str) -> str:
+    """Why an edit of ``name`` will not reach a saved file ("" when it will)."""
+    x = info.tensors.get(name)
+    if x is None:
+        return ""
+    if x.kind == "constant":
+        return (f"{visible(x.attr)} is a constant (a plain tensor attribute): it is not part of the state_dict, so a save "
+                "will not keep this edit. The model uses the new values until you quit.")
+    if x.kind == "buffer" and not x.persistent:
+        return f"{visible(x.attr)} is a non-persistent buffer: it is not part of the state_dict, so a save will not keep this edit."
+    return ""
+
+
+class EditDialog(Dialog[str]):
+    """An assignment over a slice of the selected tensor: ``[0, 0] = 42``."""
+
+    OK = "Apply"
+
+    def __init__(self, session, name: str):
+        super().__init__()
+        self.session = session
+        self.tensor_name = name
+
+    def title_text(self) -> str:
+        return f"Edit values of {visible(self.tensor_name, limit=120)}"
+
+    def body(self) -> ComposeResult:
+        yield Label("[slice] op value   e.g.  [0, 0] = 42   [:] += 1   *= 0.5   [1] = 0   [..., -1] = nan")
+        yield Input(placeholder="[0, 0] = 42", id="expr", compact=True)
+        note = not_saved_note(self.session.opened.info, self.tensor_name)
+        if note:
+            yield Static(Text(note, style="bold yellow"), id="not-saved")
+
+    def submit(self) -> None:
+        expr = self.query_one("#expr", Input).value
+        if not expr.strip():
+            self.show_error("write an edit, e.g. [0, 0] = 42")
+            return
+        from modeltui.core.editing import edit_values
+
+        self.start("applying…", lambda: edit_values(self.session, self.tensor_name, expr))

@@ -1,0 +1,84 @@
+"""The result of a forward pass: outputs with statistics and values, or the error; the slowest modules."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from modeltui.format import fmt_shape, visible
+
+CELL = 10  # characters per value column
+
+
+def grid_lines(grid, width: int, max_rows: int = 8) -> Text:
+    """A value grid as text with a header of column indices; as many columns as ``width`` allows."""
+    t = Text()
+    label_w = max([len(x) for x in grid.row_labels[:max_rows]] + [3])
+    cols = max(1, min(len(grid.col_labels), (width - label_w - 4) // CELL))
+    t.append(f"  {'':>{label_w}} ", style="dim")
+    t.append("".join(f"{c:>{CELL}}" for c in grid.col_labels[:cols]) + "\n", style="dim bold")
+    for label, row in list(zip(grid.row_labels, grid.cells))[:max_rows]:
+        t.append(f"  {label:>{label_w}} ", style="dim")
+        t.append("".join(f"{c:>{CELL}}" for c in row[:cols]) + "\n")
+    hidden_cols = len(grid.col_labels) - cols
+    hidden_rows = len(grid.cells) - max_rows
+    if hidden_cols > 0 or hidden_rows > 0:
+        more = []
+        if hidden_rows > 0:
+            more.append(f"{hidden_rows} more rows")
+        if hidden_cols > 0:
+            more.append(f"{hidden_cols} more columns")
+        t.append(f"  … {' and '.join(more)}\n", style="dim")
+    return t
+
+
+class ForwardResultScreen(ModalScreen[None]):
+    """The output of a forward pass (or the error), statistics and values."""
+
+    BINDINGS = [Binding("escape,q,enter", "close", "Close")]
+
+    def __init__(self, result, stats: list, grids: list):
+        super().__init__()
+        self.result, self.stats, self.grids = result, stats, grids
+
+    def compose(self) -> ComposeResult:
+        from modeltui.core.preview import fmt_value
+
+        r = self.result
+        width = min(self.app.size.width - 8, 120) if self.app is not None else 80
+        t = Text()
+        t.append("Forward pass ", style="bold")
+        t.append("inputs " + visible("; ".join(str(s) for s in r.inputs), limit=200), style="dim")
+        t.append(f"  {r.ms:.1f} ms\n\n")
+        if not r.ok:
+            t.append("failed: ", style="bold red")
+            t.append(visible(r.error, limit=1000) + "\n", style="red")
+            t.append(f"\n{len(r.records)} module(s) ran before the failure; their output shapes are in the tree.\n", style="dim")
+        for name, out, st, grid in zip(r.output_names, r.outputs, self.stats, self.grids):
+            t.append(f"{visible(name, limit=80)} ", style="bold")
+            t.append(fmt_shape(tuple(out.shape)), style="green")
+            t.append(f" {str(out.dtype).removeprefix('torch.')}\n", style="dim")
+            if st is not None and st.finite:
+                t.append(f"  min {fmt_value(st.min)}  max {fmt_value(st.max)}  mean {fmt_value(st.mean)}  std {fmt_value(st.std)}")
+                if st.nan or st.inf:
+                    t.append(f"  NaN {st.nan}  Inf {st.inf}", style="bold red")
+                t.append("\n")
+            if grid is not None:
+                t.append_text(grid_lines(grid, width))
+            t.append("\n")
+        slow = sorted(((p, rec) for p, rec in r.records.items() if p), key=lambda x: -x[1].ms)[:8]
+        if slow:
+            t.append("slowest modules\n", style="bold")
+            for p, rec in slow:
+                t.append(f"  {rec.ms:8.2f} ms  ", style="dim")
+                t.append(f"{visible(p, limit=80)}  {', '.join(fmt_shape(s) for s in rec.shapes)}\n")
+        t.append("\nescape to close", style="dim")
+        with VerticalScroll(classes="dialog result"):
+            yield Static(t)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

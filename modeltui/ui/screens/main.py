@@ -1,0 +1,208 @@
+"""The main screen: it owns the layout and the browsing (tree, panels, search); the app owns the actions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static, Tree
+
+from modeltui.format import visible
+from modeltui.ui.widgets import HeaderBar, ModulePanel, ModuleTree, NodeRef, SearchBar, TensorPanel
+
+if TYPE_CHECKING:
+    from modeltui.core.targets import Opened
+
+TREE_WIDTHS = (24, 32, 40, 48, 56, 64, 72, 80, 96)  # columns; < and > step through them
+
+
+class MainScreen(Screen):
+    """Header, search bar, module tree, module and tensor panels, footer."""
+
+    class Ready(Message):
+        """The screen is composed: the app may start opening the target."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened: Opened | None = None
+        self.tree_width: int | None = None  # None: the stylesheet's share of the screen
+
+    def compose(self) -> ComposeResult:
+        yield HeaderBar(id="header")
+        yield SearchBar(id="search-bar")
+        with Horizontal(id="main"):
+            yield ModuleTree(id="tree")
+            with VerticalScroll(id="detail"):
+                yield Static("", id="message")
+                yield ModulePanel(id="module-panel")
+                yield TensorPanel(id="tensor-panel")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.post_message(self.Ready())
+
+    # ------------------------------------------------------------ typed accessors
+
+    @property
+    def header(self) -> HeaderBar:
+        return self.query_one(HeaderBar)
+
+    @property
+    def tree(self) -> ModuleTree:
+        return self.query_one(ModuleTree)
+
+    @property
+    def module_panel(self) -> ModulePanel:
+        return self.query_one(ModulePanel)
+
+    @property
+    def tensor_panel(self) -> TensorPanel:
+        return self.query_one(TensorPanel)
+
+    @property
+    def search_bar(self) -> SearchBar:
+        return self.query_one(SearchBar)
+
+    # ------------------------------------------------------------ showing a model
+
+    def show_loading(self, target: str) -> None:
+        self.header.show_loading(target)
+        self.tree.focus()
+
+    def show_failure(self, target: str, error: str) -> None:
+        self.header.show_failed(target)
+        msg = self.query_one("#message", Static)
+        msg.update(Text.assemble(("Could not open the target\n\n", "bold"), visible(error, newlines=True), ("\n\npress q to quit", "dim")))
+        msg.add_class("visible")
+
+    def show_model(self, opened: Opened, dirty: bool = False, outputs: dict | None = None) -> None:
+        """Show a freshly opened model: header, the tree's first level, the root's panel."""
+        self.opened = opened
+        self.search_bar.info = opened.info
+        self.header.show_info(opened.info, dirty)
+        self.tree.outputs = dict(outputs or {})
+        self.tree.load(opened.info)
+        self.show_module("")
+
+    def refresh_model(self, dirty: bool, outputs: dict | None = None) -> None:
+        """The model changed (an edit, undo, a forward pass): refresh every view from it."""
+        info = self.opened.info
+        self.search_bar.info = info
+        tree = self.tree
+        tree.bad.clear()
+        if outputs is not None:
+            tree.outputs = dict(outputs)
+        tree.relabel(info)
+        self.header.show_info(info, dirty)
+        ref = tree.cursor_ref()
+        if ref is not None:
+            path = ref.name if ref.kind == "module" else (info.tensors[ref.name].module if ref.name in info.tensors else "")
+            if path in info.modules:
+                self.module_panel.show(info, info.modules[path])
+        self.tensor_panel.invalidate()
+
+    # ------------------------------------------------------------ selection
+
+    def selection(self) -> tuple[str | None, str | None]:
+        """``(module, None)`` or ``(None, tensor)`` under the tree's cursor now (not what the panels caught up with)."""
+        ref = self.tree.cursor_ref()
+        if ref is None:
+            return "", None
+        return (ref.name, None) if ref.kind == "module" else (None, ref.name)
+
+    def selected_tensor(self) -> str | None:
+        """The tensor under the cursor, else the tensor shown in the panel."""
+        _, tensor = self.selection()
+        return tensor or self.tensor_panel.tensor
+
+    @on(Tree.NodeHighlighted)
+    def _highlighted(self, event: Tree.NodeHighlighted) -> None:
+        ref = event.node.data
+        if ref is None or self.opened is None or ref.kind == "page":
+            return
+        info = self.opened.info
+        if ref.kind == "module":
+            self.show_module(ref.name)
+        elif ref.name in info.tensors:
+            self.show_module(info.tensors[ref.name].module)
+            self.tensor_panel.show(self.opened, ref.name)
+
+    def show_module(self, path: str) -> None:
+        info = self.opened.info if self.opened is not None else None
+        if info is None or path not in info.modules:
+            return
+        self.module_panel.show(info, info.modules[path])
+        shown = self.tensor_panel.tensor
+        if shown is None or shown not in info.tensors or info.tensors[shown].module != path:
+            self.tensor_panel.hide()
+
+    @on(DataTable.RowSelected, "#tensor-table")
+    @on(DataTable.RowHighlighted, "#tensor-table")
+    def _table_row(self, event) -> None:
+        if isinstance(event, DataTable.RowHighlighted) and not event.data_table.has_focus:
+            return  # filling the table highlights row 0: not a choice of the user
+        key = event.row_key.value if event.row_key is not None else None
+        if key is not None and self.opened is not None and key in self.opened.info.tensors:
+            self.tensor_panel.show(self.opened, key)
+
+    def goto(self, ref: NodeRef) -> None:
+        """Reveal and select a module or tensor."""
+        self.tree.reveal(ref)
+        self.tree.focus()
+
+    # ------------------------------------------------------------ messages from the widgets
+
+    @on(SearchBar.Goto)
+    def _search_goto(self, event: SearchBar.Goto) -> None:
+        self.tree.reveal(event.ref)
+
+    @on(SearchBar.Done)
+    def _search_done(self) -> None:
+        self.tree.focus()
+
+    @on(SearchBar.NoMatch)
+    def _no_match(self, event: SearchBar.NoMatch) -> None:
+        self.app.notify(f"no module or tensor matches '{event.query}'", severity="warning", markup=False)
+
+    @on(TensorPanel.NonFinite)
+    def _non_finite(self, event: TensorPanel.NonFinite) -> None:
+        info = self.opened.info if self.opened is not None else None
+        x = info.tensors.get(event.tensor) if info is not None else None
+        names = [event.tensor] + (x.tied_with if x is not None and not event.grad else [])
+        for name in names[:1000]:  # tied names hold the same values
+            self.tree.mark_bad(name)
+
+    @on(TensorPanel.SliceChosen)
+    def _slice_chosen(self) -> None:
+        self.tree.focus()
+
+    # ------------------------------------------------------------ keys the app forwards
+
+    def leave_input(self) -> bool:
+        """Escape: leave a text box (back to the tree) and close the search bar; True if it did anything."""
+        from textual.widgets import Input
+
+        did = self.search_bar.close()
+        if isinstance(self.focused, Input) or did:
+            self.tree.focus()
+            return True
+        return False
+
+    def resize_tree(self, step: int) -> int:
+        """Make the tree pane one step wider (1) or narrower (-1); returns its width in columns."""
+        current = self.tree_width or self.tree.size.width or 40
+        widths = [w for w in TREE_WIDTHS if w <= max(self.size.width - 20, TREE_WIDTHS[0])]
+        if step > 0:
+            bigger = [w for w in widths if w > current]
+            new = bigger[0] if bigger else widths[-1]
+        else:
+            smaller = [w for w in widths if w < current]
+            new = smaller[-1] if smaller else widths[0]
+        self.tree_width = new
+        self.tree.styles.width = new
+        return new

@@ -1,0 +1,71 @@
+"""The selected module: class, extra_repr, totals and a table of its own tensors."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from modeltui.core.structure import ModelInfo, ModuleInfo, TensorInfo
+from modeltui.format import fmt_count, fmt_shape, visible
+
+MAX_ROWS = 200  # tensors listed per module; the tree and search reach the rest
+MAX_TIED_SHOWN = 3
+MAX_REPR = 400
+
+
+def tied_text(x: TensorInfo, limit: int = MAX_TIED_SHOWN) -> str:
+    """``a, b, c and 4,997 others`` (a pickle can give one tensor thousands of names)."""
+    names = x.tied_with
+    shown = ", ".join(visible(n, limit=60) for n in names[:limit])
+    return shown + (f" and {len(names) - limit:,} others" if len(names) > limit else "")
+
+
+class ModulePanel(Vertical):
+    """Class, extra_repr, totals, metadata (at the root) and a table of the module's tensors."""
+
+    COLUMNS = ("name", "kind", "shape", "dtype", "device", "numel", "grad", "tied with")
+
+    def compose(self):
+        yield Static(id="module-title")
+        yield DataTable(id="tensor-table", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for col in self.COLUMNS:
+            table.add_column(col, key=col)
+
+    def show(self, info: ModelInfo, m: ModuleInfo) -> None:
+        """Render module ``m`` of ``info``."""
+        t = Text()
+        t.append(visible(m.path or "(root)", limit=200), style="bold")
+        if m.type:
+            t.append(f"  {visible(m.type)}", style="cyan")
+        if m.extra_repr:
+            t.append(f"({visible(m.extra_repr, limit=MAX_REPR)})", style="dim")
+        t.append("\n")
+        t.append(f"subtree params {fmt_count(m.params)} ({m.params:,})  own {fmt_count(m.own_params)}  children {len(m.children):,}", style="dim")
+        if m.shared_with:
+            t.append(f"\nsame module object as {', '.join(visible(p) for p in m.shared_with[:5])}", style="yellow")
+        if m.lazy:
+            t.append("\nlazy: uninitialised until a forward pass (f)", style="yellow")
+        if not m.path:
+            for k, v in list(info.metadata.items())[:12]:
+                t.append(f"\n{visible(k, limit=60)}: ", style="bold dim")
+                t.append(visible(v, limit=120), style="dim")
+            for w in info.warnings[:20]:
+                t.append(f"\n⚠ {visible(w, limit=300)}", style="yellow")
+        self.query_one("#module-title", Static).update(t)
+        table = self.query_one(DataTable)
+        table.clear()
+        for name in m.tensors[:MAX_ROWS]:
+            x = info.tensors[name]
+            grad = "yes" if x.has_grad else ("-" if x.kind != "parameter" else ("no" if x.requires_grad else "frozen"))
+            table.add_row(
+                Text(visible(x.attr, limit=60)), x.kind, fmt_shape(x.shape), x.dtype, x.device,
+                f"{x.numel:,}" if x.shape is not None else "?", grad, Text(tied_text(x)), key=name,
+            )
+        if len(m.tensors) > MAX_ROWS:
+            table.add_row(Text(f"… {len(m.tensors) - MAX_ROWS:,} more", style="dim italic"), "", "", "", "", "", "", "",
+                          key=f"\0more:{m.path}")
+        table.display = bool(m.tensors)

@@ -1,0 +1,286 @@
+"""The module tree: filled lazily as nodes expand, and in pages for huge modules.
+
+A module with 200,000 tensors shows :data:`PAGE` of them at a time, with
+"▼ N more" / "▲ N earlier" rows that move the window; search and "go to"
+move the window to whatever they reveal. Names from a file are shown with
+control characters made visible and never parsed as markup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from modeltui.core.structure import ModelInfo, ModuleInfo, TensorInfo
+from modeltui.format import fmt_count, fmt_shape, visible
+
+TIED, FROZEN, LAZY, BAD = "⇄", "❄", "?", "⚠"
+PAGE = 500  # rows per module node before "▼ N more"
+NAME_LIMIT = 80  # a name longer than this is cut (the full name is in the panels)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRef:
+    """What a tree node stands for: a module path, a tensor name, or a page of a big module."""
+
+    kind: str  # "module" | "tensor" | "page"
+    name: str  # module path / tensor name / module path of the page
+    start: int = 0  # for "page": the first row of the page it shows
+
+
+def compact_shape(shape) -> str:
+    """``(2, 10, 32)`` -> ``"2×10×32"``: output shapes in the tree take little room."""
+    if shape is None:
+        return "?"
+    return "×".join(str(d) for d in shape) if len(shape) else "scalar"
+
+
+def module_label(m: ModuleInfo, info: ModelInfo, bad: set[str], outputs: dict | None = None) -> Text:
+    """``name Class 1.2K ⇄❄?⚠ → 2×10``: marks, and the last forward's output shape."""
+    t = Text()
+    t.append(visible(m.name or "(root)", limit=NAME_LIMIT), style="bold")
+    if m.type:
+        t.append(f" {visible(m.type, limit=NAME_LIMIT)}", style="cyan")
+    t.append(f" {fmt_count(m.params)}", style="dim")
+    marks = ""
+    if m.shared_with or any(info.tensors[n].tied_with for n in m.tensors):
+        marks += TIED
+    if any(_frozen(info.tensors[n]) for n in m.tensors):
+        marks += FROZEN
+    if m.lazy:
+        marks += LAZY
+    if bad and any(n in bad for n in m.tensors):
+        marks += BAD
+    if marks:
+        t.append(f" {marks}", style="bold yellow")
+    shapes = (outputs or {}).get(m.path)
+    if shapes is not None:
+        t.append(" → " + ", ".join(compact_shape(s) for s in shapes[:2]) + ("…" if len(shapes) > 2 else ""), style="magenta")
+    return t
+
+
+def _frozen(x: TensorInfo) -> bool:
+    return x.kind == "parameter" and not x.requires_grad and x.shape is not None
+
+
+def tensor_label(x: TensorInfo, bad: set[str]) -> Text:
+    """``.weight [8, 4] float32`` with the same marks as modules."""
+    t = Text()
+    style = {"parameter": "", "buffer": "italic", "constant": "italic magenta", "tensor": ""}.get(x.kind, "")
+    t.append(f".{visible(x.attr, limit=NAME_LIMIT)}", style=style or "white")
+    t.append(f" {fmt_shape(x.shape)}", style="green")
+    t.append(f" {x.dtype}", style="dim")
+    if x.kind in ("buffer", "constant"):
+        t.append(f" {x.kind}", style="dim italic")
+    marks = ""
+    if x.tied_with:
+        marks += TIED
+    if _frozen(x):
+        marks += FROZEN
+    if x.shape is None:
+        marks += LAZY
+    if x.name in bad:
+        marks += BAD
+    if marks:
+        t.append(f" {marks}", style="bold yellow")
+    return t
+
+
+def _page_label(count: int, later: bool) -> Text:
+    arrow, where = ("▼", "more") if later else ("▲", "earlier")
+    return Text(f"{arrow} {count:,} {where} (enter shows them)", style="dim italic")
+
+
+class ModuleTree(Tree[NodeRef]):
+    """The module tree, filled lazily: children are added when a node expands."""
+
+    BINDINGS = [
+        Binding("left", "collapse_or_parent", "Parent", show=False),
+        Binding("right", "expand_node", "Expand", show=False),
+    ]
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("…", data=None, **kwargs)
+        self.info: ModelInfo | None = None
+        self.bad: set[str] = set()  # tensors known to hold NaN/Inf
+        self.outputs: dict[str, list] = {}  # module path -> output shapes of the last forward
+        self.nodes_by_ref: dict[NodeRef, TreeNode[NodeRef]] = {}
+        self._window: dict[int, int] = {}  # node id -> first row shown (filled nodes only)
+        self.show_root = True
+        self.guide_depth = 2
+
+    def load(self, info: ModelInfo) -> None:
+        """Show ``info``: the root and its children only."""
+        self.info = info
+        self.clear()
+        self.nodes_by_ref.clear()
+        self._window.clear()
+        root_ref = NodeRef("module", "")
+        self.root.data = root_ref
+        self.root.set_label(module_label(info.root, info, self.bad, self.outputs))
+        self.nodes_by_ref[root_ref] = self.root
+        self.fill(self.root)
+        self.root.expand()
+        self.move_cursor(self.root)
+
+    @staticmethod
+    def rows(m: ModuleInfo) -> list[NodeRef]:
+        """What a module node holds, in order: its own tensors, then its children (the order of state_dict())."""
+        return [NodeRef("tensor", n) for n in m.tensors] + [NodeRef("module", c) for c in m.children]
+
+    def fill(self, node: TreeNode[NodeRef], start: int = 0) -> None:
+        """Add a module node's rows once (a page of them from ``start``)."""
+        ref = node.data
+        if self.info is None or ref is None or ref.kind != "module":
+            return
+        if self._window.get(node.id) == start:
+            return
+        if node.id in self._window:
+            self._forget(node)
+            node.remove_children()
+        self._window[node.id] = start
+        m = self.info.modules[ref.name]
+        rows = self.rows(m)
+        end = min(len(rows), start + PAGE)
+        if start > 0:
+            back = max(0, start - PAGE)
+            node.add_leaf(_page_label(start, later=False), data=NodeRef("page", ref.name, back))
+        for r in rows[start:end]:
+            if r.kind == "tensor":
+                child = node.add_leaf(tensor_label(self.info.tensors[r.name], self.bad), data=r)
+            else:
+                cm = self.info.modules[r.name]
+                child = node.add(module_label(cm, self.info, self.bad, self.outputs), data=r,
+                                 allow_expand=bool(cm.children or cm.tensors))
+            self.nodes_by_ref[r] = child
+        if end < len(rows):
+            node.add_leaf(_page_label(len(rows) - end, later=True), data=NodeRef("page", ref.name, end))
+
+    def _forget(self, node: TreeNode[NodeRef]) -> None:
+        """Drop the refs of every node below ``node`` (its rows are about to be replaced)."""
+        stack = list(node.children)
+        while stack:
+            n = stack.pop()
+            if n.data is not None and self.nodes_by_ref.get(n.data) is n:
+                del self.nodes_by_ref[n.data]
+            self._window.pop(n.id, None)
+            stack.extend(n.children)
+
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded[NodeRef]) -> None:
+        self.fill(event.node, self._window.get(event.node.id, 0))
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[NodeRef]) -> None:
+        ref = event.node.data
+        if ref is not None and ref.kind == "page":
+            self.show_page(ref)
+
+    def show_page(self, ref: NodeRef) -> None:
+        """Move a module's window to the page ``ref`` points at."""
+        parent = self.nodes_by_ref.get(NodeRef("module", ref.name))
+        if parent is None:
+            return
+        self.fill(parent, ref.start)
+        parent.expand()
+        if parent.children:
+            self.call_after_refresh(self._select, parent.children[0])
+
+    def reveal(self, ref: NodeRef) -> TreeNode[NodeRef] | None:
+        """Expand the path to ``ref`` (adding nodes and moving pages as needed) and select it."""
+        if self.info is None:
+            return None
+        module = ref.name if ref.kind == "module" else self.info.tensors[ref.name].module
+        chain = []
+        p = module
+        while True:
+            chain.append(p)
+            if not p:
+                break
+            p = p.rpartition(".")[0]
+        chain.reverse()
+        node = None
+        for i, path in enumerate(chain):
+            node = self.nodes_by_ref.get(NodeRef("module", path))
+            if node is None:
+                return None
+            last = i == len(chain) - 1
+            if not last or ref.kind == "tensor":
+                inner = NodeRef("module", chain[i + 1]) if not last else ref
+                self._show_row(node, inner)
+                node.expand()
+            else:
+                self.fill(node, self._window.get(node.id, 0))
+        target = self.nodes_by_ref.get(ref)
+        if target is not None:
+            # new nodes get their line numbers when the tree is next laid out
+            self.call_after_refresh(self._select, target)
+        return target
+
+    def _show_row(self, node: TreeNode[NodeRef], row: NodeRef) -> None:
+        """Fill ``node`` with the page that holds ``row``."""
+        if row in self.nodes_by_ref and self.nodes_by_ref[row].parent is node:
+            return
+        m = self.info.modules[node.data.name]
+        rows = self.rows(m)
+        try:
+            index = rows.index(row)
+        except ValueError:
+            index = 0
+        self.fill(node, index // PAGE * PAGE)
+
+    def _select(self, node: TreeNode[NodeRef]) -> None:
+        self.move_cursor(node)
+        self.scroll_to_node(node, animate=False)
+
+    def mark_bad(self, name: str) -> None:
+        """Mark tensor ``name`` (and its module) as holding NaN/Inf."""
+        if self.info is None or name in self.bad:
+            return
+        self.bad.add(name)
+        t = self.info.tensors.get(name)
+        leaf = self.nodes_by_ref.get(NodeRef("tensor", name))
+        if leaf is not None and t is not None:
+            leaf.set_label(tensor_label(t, self.bad))
+        if t is not None:
+            mnode = self.nodes_by_ref.get(NodeRef("module", t.module))
+            if mnode is not None:
+                mnode.set_label(module_label(self.info.modules[t.module], self.info, self.bad, self.outputs))
+
+    def relabel(self, info: ModelInfo) -> None:
+        """New labels for every node already added (same structure, new facts)."""
+        self.info = info
+        for ref, node in list(self.nodes_by_ref.items()):
+            if ref.kind == "module" and ref.name in info.modules:
+                node.set_label(module_label(info.modules[ref.name], info, self.bad, self.outputs))
+            elif ref.kind == "tensor" and ref.name in info.tensors:
+                node.set_label(tensor_label(info.tensors[ref.name], self.bad))
+
+    def cursor_ref(self) -> NodeRef | None:
+        """What the cursor is on now (a module or a tensor), whatever the panels show."""
+        node = self.cursor_node
+        ref = node.data if node is not None else None
+        return ref if ref is not None and ref.kind != "page" else None
+
+    def action_collapse_or_parent(self) -> None:
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.allow_expand and node.is_expanded:
+            node.collapse()
+        elif node.parent is not None:
+            self.move_cursor(node.parent)
+
+    def action_expand_node(self) -> None:
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.data is not None and node.data.kind == "page":
+            self.show_page(node.data)
+        elif node.allow_expand and not node.is_expanded:
+            self.fill(node, self._window.get(node.id, 0))
+            node.expand()
+        elif node.children:
+            self.move_cursor(node.children[0])
