@@ -40,7 +40,7 @@ def pause_for_tests(tmp: str) -> None:
     with open(marker, "w") as f:
         f.write(tmp)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and os.path.exists(tmp):  # gone: discard_unfinished_saves() ran
         time.sleep(0.02)
 
 
@@ -48,14 +48,18 @@ _TEMP = re.compile(r"\.(?P<base>.+)\.[A-Za-z0-9_]{8}\.tmp\Z", re.S)
 
 
 def _process_start() -> float:
-    """When this process started (wall clock); module import time where /proc cannot say."""
+    """When this process started (wall clock); module import time where /proc cannot say.
+
+    From its start in clock ticks since boot and the uptime (both to 10 ms;
+    ``btime`` in /proc/stat is whole seconds, too coarse for this).
+    """
     try:
         with open("/proc/self/stat") as f:
             ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/stat") as f:
-            btime = next(int(line.split()[1]) for line in f if line.startswith("btime"))
-        return btime + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
         return _IMPORTED
 
 
