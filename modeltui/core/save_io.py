@@ -23,6 +23,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from modeltui.core.errors import first_line
 from modeltui.core.save_checks import SaveError, safetensors_code
 from modeltui.format import visible
 
@@ -160,7 +161,7 @@ def verify_torch(tmp: str, want: Any, ties: list[tuple[tuple, tuple]], *, truste
     try:
         got = torch.load(tmp, map_location="cpu", mmap=True, weights_only=not trusted)
     except Exception as e:
-        raise SaveError(f"verification failed: torch cannot load the written file: {visible(e, limit=300)}") from None
+        raise SaveError(f"verification failed: torch cannot load the written file: {visible(first_line(e))}") from None
     if isinstance(want, Mapping) and not isinstance(got, Mapping):
         raise SaveError("verification failed: the written file does not hold a dict of tensors")
     compare_object(got, want)

@@ -23,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from modeltui.core.save_checks import (  # noqa: F401  (SaveError, SAFETENSORS, TORCH: part of this module's API)
+from modeltui.core.errors import first_line
+from modeltui.core.save_checks import (
     SAFETENSORS,
     TORCH,
     SaveError,
@@ -32,8 +33,13 @@ from modeltui.core.save_checks import (  # noqa: F401  (SaveError, SAFETENSORS, 
     not_saved_names,
     resolve_destination,
 )
-from modeltui.core.save_temps import ACTIVE, discard_unfinished_saves, lock, remove_stale_temps, pause_for_tests  # noqa: F401
+from modeltui.core.save_temps import ACTIVE, discard_unfinished_saves, lock, pause_for_tests, remove_stale_temps
 from modeltui.format import fmt_bytes, visible
+
+__all__ = [
+    "SAFETENSORS", "TORCH", "SaveError", "SaveReport", "discard_unfinished_saves", "module_state_dict",
+    "remove_stale_temps", "save_opened", "save_state_dict", "state_for_saving",
+]
 
 
 @dataclass
@@ -135,7 +141,7 @@ def _container_for(opened, dest: str):
         flat, where, _ = find_state_dict(obj)
         c = Container.from_object(weights.path, obj, (where,) if where else (), flat)
     except Exception as e:
-        raise SaveError(f"cannot read {name} again to keep its other entries ({type(e).__name__}: {visible(e, limit=200)}); "
+        raise SaveError(f"cannot read {name} again to keep its other entries ({type(e).__name__}: {visible(first_line(e, 200))}); "
                         f"save to another file; {name} is unchanged") from None
     return c if c.other_entries() else None
 
@@ -281,7 +287,7 @@ def _write_atomically(dest: str, base: str, write: Callable[[str, int], None], v
         if isinstance(e, OSError):
             raise SaveError(f"saving {base} failed: {_explain(e, folder)}; {unchanged}") from None
         if isinstance(e, Exception):
-            raise SaveError(f"saving {base} failed: {type(e).__name__}: {visible(e, limit=300)}; {unchanged}") from None
+            raise SaveError(f"saving {base} failed: {type(e).__name__}: {visible(first_line(e))}; {unchanged}") from None
         raise
     finally:
         os.close(fd)
