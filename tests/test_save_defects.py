@@ -521,3 +521,44 @@ def test_index_json_of_the_destination_folder_is_read_safely(tmp_path):
     save_state_dict({"w": torch.ones(1)}, str(tmp_path / "m.safetensors"))
     o = open_target(str(tmp_path / "m.safetensors"))
     assert save_conflict(o, str(tmp_path / "other.safetensors")) is None
+
+
+@pytest.mark.parametrize("layout", ["flat", "model_key", "nested"])
+def test_other_training_checkpoint_layouts_keep_their_entries(tmp_path, layout):
+    w, b = torch.randn(3, 2), torch.randn(3)
+    obj = {
+        "flat": {"w": w, "b": b, "epoch": 3, "note": "flat"},
+        "model_key": {"model": {"w": w, "b": b}, "optimizer": {"state": {0: {"m": torch.ones(3)}}}, "step": 10},
+        "nested": {"state_dict": {"enc": {"w": w}, "dec": {"b": b}}, "epoch": 1, "extra": [1, 2.5, "x"]},
+    }[layout]
+    path = str(tmp_path / "c.pt")
+    torch.save(obj, path)
+    o = open_container(path)
+    make_editable(o)
+    names = sorted(o.info.tensors)
+    with torch.no_grad():
+        for p in o.model.parameters():
+            p.add_(1)
+    report = save_opened(o, path)
+    assert report.kept_entries
+    after = torch.load(path, weights_only=True)
+    assert list(after) == list(obj)
+    flat, _, _ = find_state_dict(after)
+    assert sorted(flat) == names
+    want = dict(zip(sorted(find_state_dict(obj)[0]), [t + 1 for _, t in sorted(find_state_dict(obj)[0].items())]))
+    assert all(torch.equal(flat[k], want[k]) for k in names)
+    for k in report.kept_entries:
+        assert pickled(after[k]) == pickled(obj[k]), k
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("ext", [".safetensors", ".pt"])
+def test_a_cuda_model_with_tied_weights_round_trips(tmp_path, ext):
+    m = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 10, bias=False)).cuda()
+    m[1].weight = m[0].weight
+    out = str(tmp_path / f"m{ext}")
+    report = save_opened(open_module(m), out)
+    assert report.aliases == {"1.weight": "0.weight"}
+    o = open_target(out)
+    assert ["0.weight", "1.weight"] in [sorted(g) for g in o.info.tied_groups]
+    assert same_bits(o.tensor("1.weight"), m[0].weight.cpu())

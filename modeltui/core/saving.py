@@ -248,6 +248,10 @@ def save_state_dict(sd: dict[str, Any], path: str, *, metadata: dict[str, str] |
 
 def _nbytes(t) -> int:
     """Bytes of a tensor's values (indices and values for a sparse one)."""
+    import torch
+
+    if t.layout == torch.strided:
+        return t.numel() * t.element_size()
     from modeltui.core.save_io import tensor_parts
 
     return sum(p.numel() * p.element_size() for p in tensor_parts(t)[1])
