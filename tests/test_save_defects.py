@@ -377,19 +377,19 @@ def test_full_disk_during_a_pt_save_says_so(tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 
-    def run(dest):
-        return subprocess.run([sys.executable, "-m", "modeltui", str(src), "--save", str(dest)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120, preexec_fn=limit)
-
-    r = run(tmp_path / "new.pt")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
-    assert "size limit for files (ulimit -f)" in r.stderr and "nothing was written" in r.stderr
-    assert "enforce fail" not in r.stderr and "unchanged" not in r.stderr
     old = tmp_path / "old.pt"
     torch.save({"w": torch.zeros(1)}, old)
     before = old.read_bytes()
-    r = run(old)
-    assert "size limit" in r.stderr and "old.pt is unchanged" in r.stderr
+    # one interpreter, the CLI's main() twice: a new file, then over an existing one
+    child = "import sys\nfrom modeltui.cli import main\nfor d in sys.argv[2:]:\n    print(main([sys.argv[1], '--save', d]))\n"
+    r = subprocess.run([sys.executable, "-c", child, str(src), str(tmp_path / "new.pt"), str(old)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    assert r.stdout.split() == ["2", "2"], r.stderr
+    new_line, old_line = r.stderr.splitlines()
+    assert new_line.startswith("modeltui: error: saving new.pt failed:")
+    assert "size limit for files (ulimit -f)" in new_line and new_line.endswith("nothing was written")
+    assert "enforce fail" not in r.stderr and "unchanged" not in new_line
+    assert "size limit" in old_line and old_line.endswith("old.pt is unchanged")
     assert old.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["old.pt", "src.safetensors"]
 
