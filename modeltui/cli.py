@@ -105,11 +105,11 @@ def _run(args: argparse.Namespace) -> int:
     opened = open_target(args.target, weights=args.weights, device=args.device, input_specs=specs, trust=args.trust)
     if args.save:
         from modeltui.core.saving import save_opened
-        from modeltui.format import fmt_bytes
 
         report = save_opened(opened, args.save)
-        tied = f", {len(report.aliases)} tied name(s) stored once" if report.aliases else ""
-        sys.stdout.write(f"saved {args.save}: {report.tensors} tensors, {fmt_bytes(report.nbytes)}{tied}, verified\n")
+        sys.stdout.write(report.summary(args.save) + "\n")
+        for note in report.notes():
+            sys.stderr.write(f"modeltui: warning: {note}\n")
     elif args.json:
         sys.stdout.write(json.dumps(opened.info.to_json(), default=str) + "\n")
     else:

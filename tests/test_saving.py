@@ -93,12 +93,12 @@ def test_a_write_that_raises_leaves_the_old_file(tmp_path, monkeypatch, ext):
     path = str(tmp_path / f"x{ext}")
     save_state_dict({"a": torch.zeros(3)}, path)
     before = file_hash(path)
-    import safetensors.torch
+    import modeltui.core.save_io as save_io
 
     def boom(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", boom)
+    monkeypatch.setattr(save_io, "write_safetensors", boom)
     monkeypatch.setattr(torch, "save", boom)
     with pytest.raises(SaveError, match="disk .* is full"):
         save_state_dict({"a": torch.ones(3)}, path)

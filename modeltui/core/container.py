@@ -32,6 +32,33 @@ class Container:
     obj: Any
     weights_key: tuple[Key, ...] = ()
     names: dict[str, tuple[Key, ...]] = field(default_factory=dict)
+    trusted: bool = False  # loaded with --trust: the written copy is checked the same way
+
+    @classmethod
+    def from_object(cls, path: str, obj: Any, weights_key: tuple[Key, ...], flat: Mapping[str, Any], *, trusted: bool = False) -> Container:
+        """The container of ``obj`` whose weights ``flat`` (dotted name -> tensor) sit under ``weights_key``.
+
+        ``flat`` is what the reader found (nested mappings flattened with
+        dots, values the very objects inside ``obj``); each name is traced
+        back to its chain of keys. Raises ``ValueError`` if one cannot be.
+        """
+        node = obj
+        for k in weights_key:
+            node = node[k]
+        names: dict[str, tuple[Key, ...]] = {}
+        stack: list[tuple[Any, tuple, str]] = [(node, (), "")] if isinstance(node, Mapping) else []
+        while stack:
+            m, chain, prefix = stack.pop()
+            for k, v in m.items():
+                dotted = f"{prefix}{k}"
+                if dotted in flat and flat[dotted] is v and dotted not in names:
+                    names[dotted] = chain + (k,)
+                elif isinstance(v, Mapping) and len(chain) < 32:
+                    stack.append((v, chain + (k,), dotted + "."))
+        lost = [n for n in flat if n not in names]
+        if lost:
+            raise ValueError(f"'{lost[0]}' was not found inside the checkpoint object")
+        return cls(path, obj, tuple(weights_key), names, trusted)
 
     def other_entries(self) -> list[str]:
         """The names of the entries saved beside the weights (for messages)."""

@@ -1,11 +1,17 @@
-"""Save a state_dict safely: atomic, verified, tied tensors stored once.
+"""Save safely: atomic, verified, tied tensors stored once, nothing dropped silently.
 
 The file is written to a temp file in the destination folder, flushed,
 fsynced, read back and compared (keys, shapes, dtypes, every value bit for
 bit) and only then moved over the destination with ``os.replace``; the
-folder is fsynced last. A failure at any point leaves the destination as it
-was. Temp files are hidden (``.NAME.*.tmp``) so they never shadow a real
-checkpoint.
+folder is fsynced last. A failure at any point, an interrupt included
+(Ctrl-C, a SIGTERM turned into ``SystemExit``), leaves the destination as it
+was and removes the temp file. Temp files are hidden (``.NAME.*.tmp``) so
+they never shadow a real checkpoint, and locked while written, so a later
+save of the same name can tell one left by a killed process and remove it.
+
+A training checkpoint (weights beside epoch, optimizer state...) saved to a
+torch format keeps every other entry; saved to safetensors it holds the
+weights only and the report lists what was left out.
 """
 
 from __future__ import annotations
@@ -14,38 +20,163 @@ import errno
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
-from modeltui.core.errors import ModelTuiError
+from modeltui.core.errors import first_line
+from modeltui.core.save_checks import (
+    SAFETENSORS,
+    TORCH,
+    SaveError,
+    check_tensors,
+    conflict_reason,
+    not_saved_names,
+    resolve_destination,
+)
+from modeltui.core.save_temps import ACTIVE, discard_unfinished_saves, lock, pause_for_tests, remove_stale_temps
+from modeltui.format import fmt_bytes, visible
 
-SAFETENSORS = (".safetensors",)
-TORCH = (".pt", ".pth", ".bin", ".ckpt")
-
-
-class SaveError(ModelTuiError):
-    """Saving failed; the destination is unchanged."""
+__all__ = [
+    "SAFETENSORS", "TORCH", "SaveError", "SaveReport", "discard_unfinished_saves", "module_state_dict",
+    "remove_stale_temps", "save_opened", "save_state_dict", "state_for_saving",
+]
 
 
 @dataclass
 class SaveReport:
+    """What a save wrote, kept and left out."""
+
     path: str
     tensors: int  # names saved (aliases included)
     stored: int  # tensors actually stored (tied groups once)
     nbytes: int
     aliases: dict[str, str]
+    kept_entries: list[str] = field(default_factory=list)  # a training checkpoint's other entries, written too
+    dropped_entries: list[str] = field(default_factory=list)  # ...not written (safetensors holds weights only)
+    not_saved: list[str] = field(default_factory=list)  # tensors of the model no state_dict holds (constants)
+    removed_temps: list[str] = field(default_factory=list)  # stale temp files of killed saves, removed
+
+    def summary(self, shown: str | None = None) -> str:
+        """One line: ``saved OUT: 12 tensors, 1.2 MiB, ..., verified``."""
+        tied = f", {len(self.aliases)} tied name(s) stored once" if self.aliases else ""
+        kept = f"; kept {_few(self.kept_entries)}" if self.kept_entries else ""
+        return f"saved {visible(shown or self.path)}: {self.tensors} tensors, {fmt_bytes(self.nbytes)}{tied}, verified{kept}"
+
+    def notes(self) -> list[str]:
+        """What the user must be told: data the file does not hold."""
+        out = []
+        if self.dropped_entries:
+            out.append(f"a .safetensors file holds weights only: the training state ({_few(self.dropped_entries)}) "
+                       "is not included; save as .ckpt or .pt to keep it")
+        if self.not_saved:
+            out.append(f"{len(self.not_saved)} tensor(s) are not part of the state_dict and were not saved "
+                       f"(constants, non-persistent buffers): {_few(self.not_saved)}")
+        return out
+
+
+def _few(names: Sequence[str], n: int = 5) -> str:
+    s = ", ".join(visible(x, limit=60) for x in names[:n])
+    return s + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+# ---------------------------------------------------------------- what to save
 
 
 def state_for_saving(opened) -> dict[str, Any]:
     """The state_dict of a module target, or every tensor of a checkpoint."""
     if opened.model is not None:
-        return dict(opened.model.state_dict())
+        return module_state_dict(opened.model)
     return {name: opened.tensor(name) for name in opened.info.tensors}
 
 
-def save_opened(opened, path: str) -> SaveReport:
-    """Save what ``opened`` holds to ``path``: the one entry point of the CLI and the save dialog."""
-    return save_state_dict(state_for_saving(opened), path)
+def module_state_dict(model) -> dict[str, Any]:
+    """``model.state_dict()``, built without recursion when the model nests too deep for it."""
+    try:
+        return dict(model.state_dict())
+    except RecursionError:
+        pass
+    out: dict[str, Any] = {}
+    stack: list[tuple[bool, str, Any]] = [(False, "", model)]
+    while stack:
+        done, prefix, m = stack.pop()
+        if done:  # after the children, as Module.state_dict runs its post-hooks
+            for hook in m._state_dict_hooks.values():
+                result = hook(m, out, prefix, {})
+                if result is not None and not getattr(hook, "_from_public_api", False):
+                    out = result
+            continue
+        for hook in m._state_dict_pre_hooks.values():
+            hook(m, prefix, False)
+        m._save_to_state_dict(out, prefix, False)
+        stack.append((True, prefix, m))
+        stack.extend((False, f"{prefix}{name}.", child) for name, child in reversed(m._modules.items()) if child is not None)
+    return out
+
+
+def _container_for(opened, dest: str):
+    """The training checkpoint whose other entries a save to ``dest`` keeps, if any.
+
+    The one ``opened`` was read from, or the ``-w`` file when saving back over it.
+    """
+    if getattr(opened, "container", None) is not None:
+        return opened.container
+    weights = getattr(opened, "weights", None)
+    if weights is None or not dest.endswith(TORCH) or not os.path.isfile(weights.path):
+        return None
+    try:
+        if not os.path.samefile(weights.path, dest):
+            return None
+    except OSError:
+        return None
+    import zipfile
+
+    import torch
+
+    from modeltui.core.checkpoints import find_state_dict
+    from modeltui.core.container import Container
+
+    name = visible(os.path.basename(dest))
+    try:
+        obj = torch.load(weights.path, map_location="cpu", mmap=zipfile.is_zipfile(weights.path), weights_only=True)
+        flat, where, _ = find_state_dict(obj)
+        c = Container.from_object(weights.path, obj, (where,) if where else (), flat)
+    except Exception as e:
+        raise SaveError(f"cannot read {name} again to keep its other entries ({type(e).__name__}: {visible(first_line(e, 200))}); "
+                        f"save to another file; {name} is unchanged") from None
+    return c if c.other_entries() else None
+
+
+def save_opened(opened, path: str, *, overwrite_source: bool = False, not_saved: Sequence[str] | None = None) -> SaveReport:
+    """Save what ``opened`` holds to ``path``: the one entry point of the CLI and the save dialog.
+
+    Refuses (:class:`SaveError`, nothing written) a path inside the
+    multi-file checkpoint the model came from, or over a shard an index
+    names, unless ``overwrite_source`` (the dialog asked with
+    :func:`modeltui.core.save_checks.save_conflict` and the user said yes).
+    A training checkpoint saved to .pt/.pth/.bin/.ckpt keeps its other
+    entries; to .safetensors they are listed in ``dropped_entries``.
+    ``not_saved`` names tensors the save cannot carry (default: the model's
+    constants and non-persistent buffers).
+    """
+    dest = resolve_destination(path)
+    if not overwrite_source:
+        conflict = conflict_reason(opened, dest)
+        if conflict:
+            raise SaveError(f"refused: {conflict[0]}; nothing was written ({conflict[1]})")
+    sd = state_for_saving(opened)
+    container = _container_for(opened, dest)
+    if container is not None and dest.endswith(TORCH):
+        report = save_state_dict(sd, path, container=container)
+        report.kept_entries = container.other_entries()
+    else:
+        report = save_state_dict(sd, path)
+        if container is not None:
+            report.dropped_entries = container.other_entries()
+    report.not_saved = list(not_saved) if not_saved is not None else not_saved_names(opened)
+    return report
+
+
+# ---------------------------------------------------------------- writing
 
 
 def _dedupe(sd: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -65,6 +196,146 @@ def _dedupe(sd: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     return kept, aliases
 
 
+def save_state_dict(sd: dict[str, Any], path: str, *, metadata: dict[str, str] | None = None, container=None) -> SaveReport:
+    """Write ``sd`` to ``path`` (.safetensors or .pt/.pth/.bin/.ckpt) safely and verify it.
+
+    With ``container`` (a torch format only) the file holds the container's
+    whole object with its weights replaced by ``sd``.
+    """
+    import torch
+
+    dest = resolve_destination(path)
+    base = visible(os.path.basename(dest))
+    safetensors = dest.endswith(SAFETENSORS)
+    check_tensors(sd, safetensors)
+    kept, aliases = _dedupe(sd)
+    if safetensors:
+        from modeltui.core.save_io import verify_safetensors, write_safetensors
+
+        meta = {"format": "pt", **(metadata or {}), **aliases}
+
+        def write(tmp: str, fd: int) -> None:
+            with os.fdopen(os.dup(fd), "wb") as f:
+                write_safetensors(f, kept, meta)
+
+        def verify(tmp: str) -> None:
+            verify_safetensors(tmp, sd, aliases)
+    else:
+        from modeltui.core.save_io import verify_torch
+
+        cpu = {k: v.detach().to("cpu") for k, v in sd.items()}
+        # .to("cpu") keeps sharing for CPU tensors; re-tie names moved from other devices
+        for alias, real in aliases.items():
+            cpu[alias] = cpu[real]
+        if container is not None:
+            obj = container.with_weights(cpu)
+            at = {n: tuple(container.weights_key) + tuple(container.names.get(n, (n,))) for n in cpu}
+        else:
+            obj, at = cpu, {n: (n,) for n in cpu}
+        ties = [(at[a], at[r]) for a, r in aliases.items()]
+        trusted = bool(getattr(container, "trusted", False))
+
+        def write(tmp: str, fd: int) -> None:
+            torch.save(obj, tmp)
+
+        def verify(tmp: str) -> None:
+            verify_torch(tmp, obj, ties, trusted=trusted)
+
+    nbytes = sum(_nbytes(v) for v in kept.values())
+    removed = _write_atomically(dest, base, write, verify, nbytes)
+    return SaveReport(os.path.abspath(path), len(sd), len(kept), nbytes, aliases, removed_temps=removed)
+
+
+def _nbytes(t) -> int:
+    """Bytes of a tensor's values (indices and values for a sparse one)."""
+    import torch
+
+    if t.layout == torch.strided:
+        return t.numel() * t.element_size()
+    from modeltui.core.save_io import tensor_parts
+
+    return sum(p.numel() * p.element_size() for p in tensor_parts(t)[1])
+
+
+def _write_atomically(dest: str, base: str, write: Callable[[str, int], None], verify: Callable[[str], None], nbytes: int) -> list[str]:
+    """Temp file, write, fsync (overlapped with ``verify``), replace, folder fsync; returns stale temps removed."""
+    folder = os.path.dirname(dest)
+    unchanged = f"{base} is unchanged" if os.path.lexists(dest) else "nothing was written"
+    removed = remove_stale_temps(dest)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise SaveError(f"saving {base} failed: {_explain(e, folder)}; {unchanged}") from None
+    ACTIVE.add(tmp)
+    try:
+        lock(fd)
+        try:
+            write(tmp, fd)
+        except (RuntimeError, OSError) as e:
+            raise _write_failure(e, tmp, nbytes) from None
+        os.chmod(tmp, _file_mode(dest))
+        pause_for_tests(tmp)
+        # fsync (in the kernel, no GIL) while the read-back check runs from the page cache
+        with ThreadPoolExecutor(1) as pool:
+            synced = pool.submit(_fsync_file, tmp)
+            try:
+                verify(tmp)
+            finally:
+                synced.result()
+        os.replace(tmp, dest)
+        _fsync_dir(folder)
+    except BaseException as e:  # Ctrl-C and SystemExit too: never leave a full-size temp file behind
+        _remove(tmp)
+        if isinstance(e, SaveError):
+            raise SaveError(f"saving {base} failed: {e}; {unchanged}") from None
+        if isinstance(e, OSError):
+            raise SaveError(f"saving {base} failed: {_explain(e, folder)}; {unchanged}") from None
+        if isinstance(e, Exception):
+            raise SaveError(f"saving {base} failed: {type(e).__name__}: {visible(first_line(e))}; {unchanged}") from None
+        raise
+    finally:
+        os.close(fd)
+        ACTIVE.discard(tmp)
+    return removed
+
+
+def _write_failure(e: BaseException, tmp: str, nbytes: int) -> BaseException:
+    """Name the cause of a failed write.
+
+    torch's writer loses the errno: a full disk or the file size limit comes
+    back as ``[enforce fail at inline_container.cc:672] . unexpected pos``.
+    The limit and the free space tell which it was.
+    """
+    if isinstance(e, OSError) and e.errno is not None:
+        return e
+    text = str(e)
+    if not any(s in text for s in ("inline_container", "PytorchStreamWriter", "file write failed")):
+        return e
+    try:
+        size = os.stat(tmp).st_size
+    except OSError:
+        size = 0
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft != resource.RLIM_INFINITY and (soft <= nbytes or size >= soft - (1 << 16)):
+            return OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+    except (ImportError, OSError, ValueError):
+        pass
+    try:
+        st = os.statvfs(os.path.dirname(tmp))
+        if st.f_bavail * st.f_frsize < max(nbytes - size, 0) + (1 << 20):
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    except (AttributeError, OSError):
+        pass
+    first = text.strip().splitlines()[0][:200] if text.strip() else type(e).__name__
+    return OSError(errno.EIO, f"the file could not be written ({first})")
+
+
+# ---------------------------------------------------------------- small helpers
+
+
 def _fsync_file(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -82,6 +353,7 @@ def _fsync_dir(folder: str) -> None:
 
 
 def _explain(e: OSError, folder: str) -> str:
+    folder = visible(folder)
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return f"the disk holding {folder} is full"
     if e.errno == errno.EFBIG:
@@ -92,66 +364,7 @@ def _explain(e: OSError, folder: str) -> str:
         return f"folder {folder} does not exist"
     if e.errno == errno.ENOTDIR:
         return f"{folder} is not a folder"
-    return f"{e.strerror or e}"
-
-
-def save_state_dict(sd: dict[str, Any], path: str, *, metadata: dict[str, str] | None = None) -> SaveReport:
-    """Write ``sd`` to ``path`` (.safetensors or .pt/.pth/.bin/.ckpt) safely and verify it."""
-    import torch
-
-    path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    base = os.path.basename(path)
-    if not base.endswith(SAFETENSORS + TORCH):
-        raise SaveError(f"{base}: unknown format; use .safetensors, .pt, .pth, .bin or .ckpt")
-    if os.path.isdir(path):
-        raise SaveError(f"{path} is a folder")
-    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise SaveError(f"'{bad[0]}' is not a tensor")
-    meta_dev = [k for k, v in sd.items() if v.is_meta]
-    if meta_dev:
-        raise SaveError(f"'{meta_dev[0]}' is on the meta device and has no values to save")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise SaveError(f"saving {base} failed: {_explain(e, folder)}; nothing was changed") from None
-    os.close(fd)
-    try:
-        kept, aliases = _dedupe(sd)
-        if base.endswith(SAFETENSORS):
-            from safetensors.torch import save_file
-
-            meta = {"format": "pt", **(metadata or {}), **aliases}
-            save_file({k: v.detach().to("cpu").contiguous() for k, v in kept.items()}, tmp, metadata=meta)
-        else:
-            cpu = {k: v.detach().to("cpu") for k, v in sd.items()}
-            # .to("cpu") keeps sharing for CPU tensors; re-tie names moved from other devices
-            for alias, real in aliases.items():
-                cpu[alias] = cpu[real]
-            torch.save(cpu, tmp)
-        # after writing: safetensors >= 0.7 writes a new file of its own (mode 0600) over ``tmp``
-        os.chmod(tmp, _file_mode(path))
-        # fsync (in the kernel, no GIL) while the read-back check runs from the page cache
-        with ThreadPoolExecutor(1) as pool:
-            synced = pool.submit(_fsync_file, tmp)
-            try:
-                _verify(tmp, sd, aliases, base.endswith(SAFETENSORS))
-            finally:
-                synced.result()
-        os.replace(tmp, path)
-        _fsync_dir(folder)
-    except OSError as e:
-        _remove(tmp)
-        raise SaveError(f"saving {base} failed: {_explain(e, folder)}; {base} is unchanged") from None
-    except SaveError:
-        _remove(tmp)
-        raise
-    except Exception as e:
-        _remove(tmp)
-        raise SaveError(f"saving {base} failed: {type(e).__name__}: {e}; {base} is unchanged") from None
-    nbytes = sum(v.numel() * v.element_size() for v in kept.values())
-    return SaveReport(path, len(sd), len(kept), nbytes, aliases)
+    return visible(e.strerror or e, limit=300)
 
 
 def _file_mode(path: str) -> int:
@@ -184,70 +397,3 @@ def _remove(p: str) -> None:
     except OSError:
         pass
 
-
-def _verify(tmp: str, sd: dict[str, Any], aliases: dict[str, str], safetensors: bool) -> None:
-    """Read the written file back and compare keys, shapes, dtypes and every value bit for bit."""
-    if safetensors:
-        _verify_safetensors(tmp, sd, aliases)
-    else:
-        _verify_torch(tmp, sd, aliases)
-
-
-def _compare(name: str, got, want) -> None:
-    from modeltui.core.inspect import dtype_name
-    from modeltui.core.session import _same_bits
-
-    want = want.detach().to("cpu")
-    if tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype:
-        raise SaveError(f"verification failed: '{name}' came back as {list(got.shape)} {dtype_name(got.dtype)}")
-    if not _same_bits(got.contiguous(), want.contiguous()):
-        raise SaveError(f"verification failed: the values of '{name}' differ after writing")
-
-
-def _missing(found, sd) -> None:
-    if set(found) != set(sd):
-        missing = sorted(set(sd) - set(found)) or sorted(set(found) - set(sd))
-        raise SaveError(f"verification failed: the keys differ after writing, e.g. '{missing[0]}'")
-
-
-def _verify_safetensors(tmp: str, sd: dict[str, Any], aliases: dict[str, str]) -> None:
-    """Header through both our validator and safetensors' own; values through a mapped view."""
-    from safetensors import safe_open
-
-    from modeltui.core.checkpoints import SafetensorsSource
-    from modeltui.core.safetensors_header import read_header
-
-    entries, metadata = read_header(tmp)
-    with safe_open(tmp, framework="pt") as f:  # the library itself must accept the file
-        lib_keys = set(f.keys())
-    _missing(list(lib_keys) + list(aliases), sd)
-    _missing([e.name for e in entries] + list(aliases), sd)
-    for alias, real in aliases.items():
-        if metadata.get(alias) != real:
-            raise SaveError(f"verification failed: the alias '{alias}' -> '{real}' is not in the file's metadata")
-    source = SafetensorsSource({e.name: tmp for e in entries})
-    try:
-        for e in entries:
-            _compare(e.name, source.get(e.name), sd[e.name])
-    finally:
-        source.close()
-
-
-def _verify_torch(tmp: str, sd: dict[str, Any], aliases: dict[str, str]) -> None:
-    """Load with torch (weights only, mmapped) and compare."""
-    import torch
-
-    try:
-        obj = torch.load(tmp, map_location="cpu", mmap=True, weights_only=True)
-    except Exception as e:
-        raise SaveError(f"verification failed: torch cannot load the written file: {e}") from None
-    if not isinstance(obj, dict):
-        raise SaveError("verification failed: the written file does not hold a dict of tensors")
-    _missing(obj, sd)
-    for name, t in sd.items():
-        _compare(name, obj[name], t)
-    from modeltui.core.inspect import tensor_identity
-
-    for alias, real in aliases.items():
-        if tensor_identity(obj[alias]) != tensor_identity(obj[real]):
-            raise SaveError(f"verification failed: '{alias}' did not come back tied to '{real}'")

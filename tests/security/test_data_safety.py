@@ -103,6 +103,7 @@ def test_full_disk_in_a_child_process_keeps_the_old_file(tmp_path):
 @pytest.mark.parametrize("where", ["write", "fsync", "verify", "replace"])
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EDQUOT, errno.EIO])
 def test_failures_at_every_step_keep_the_old_file(tmp_path, monkeypatch, where, err):
+    import modeltui.core.save_io as save_io
     import modeltui.core.saving as saving
 
     dest = str(tmp_path / "m.pt")
@@ -112,7 +113,7 @@ def test_failures_at_every_step_keep_the_old_file(tmp_path, monkeypatch, where, 
     def boom(*a, **k):
         raise OSError(err, os.strerror(err))
 
-    target = {"write": (torch, "save"), "fsync": (saving, "_fsync_file"), "verify": (saving, "_verify_torch"),
+    target = {"write": (torch, "save"), "fsync": (saving, "_fsync_file"), "verify": (save_io, "verify_torch"),
               "replace": (saving.os, "replace")}[where]
     monkeypatch.setattr(*target, boom)
     with pytest.raises(SaveError) as e:
