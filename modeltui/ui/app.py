@@ -264,7 +264,10 @@ def run_app(target: str | None, *, weights=None, device=None, input_specs=(), tr
         code = app.return_code
     if abandoned_work():
         # the terminal is restored; leave now rather than finalise the interpreter
-        # under a torch call still running on a daemon thread
+        # under a torch call still running on a daemon thread (a save cut short leaves its temp file: remove it)
+        from modeltui.core.save_temps import discard_unfinished_saves
+
+        discard_unfinished_saves()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code or 0)

@@ -153,28 +153,22 @@ class EditActions:
         if self.opened is None:
             self.say("the target is not open yet", severity="warning")
             return
-        from modeltui.ui.dialogs import SaveDialog, default_save_path
+        from modeltui.core.save_checks import default_save_path
+        from modeltui.ui.dialogs import SaveDialog
 
         path = default_save_path(self.opened, self.target, self.weights)
-        self.push_screen(SaveDialog(self.opened, path), self._saved)
+        unsaved = getattr(self.session, "unsaved_constants", None)
+        self.push_screen(SaveDialog(self.opened, path, unsaved() if unsaved is not None else None), self._saved)
 
     def _saved(self, report) -> None:
         if report is None:
             return
-        from modeltui.format import fmt_bytes
-
         if self.session is not None:
             self.session.mark_saved()
         self.refresh_views()
-        tied = f", {len(report.aliases)} tied name(s) stored once" if report.aliases else ""
-        lines = [report.path, f"{report.tensors} tensors, {fmt_bytes(report.nbytes)}{tied}; read back and verified"]
-        dropped = getattr(report, "dropped_entries", None)
-        if dropped:
-            lines.append(f"not included (weights only): {', '.join(dropped[:5])}")
-        unsaved = self.session.unsaved_constants() if self.session is not None and hasattr(self.session, "unsaved_constants") else []
-        if unsaved:
-            lines.append(f"not saved (constants, not in the state_dict): {', '.join(unsaved[:5])}")
-        self.say("\n".join(lines), title="Saved", timeout=8, severity="warning" if unsaved else "information")
+        notes = report.notes()
+        self.say("\n".join([report.summary()] + notes), title="Saved", timeout=10,
+                 severity="warning" if notes else "information")
 
     def action_device(self) -> None:
         if self._need_session("device"):

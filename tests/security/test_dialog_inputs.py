@@ -56,7 +56,7 @@ TABLE = [
     # save
     ("s", None, {"path": ""}, "give a path"),
     ("s", None, {"path": "model.txt"}, "unknown format"),
-    ("s", None, {"path": "/"}, "is a folder"),
+    ("s", None, {"path": "/"}, "names a folder"),
     ("s", None, {"path": "/no/such/folder/m.safetensors"}, "does not exist"),
     # load weights
     ("w", None, {"path": ""}, "give the checkpoint's path"),

@@ -6,12 +6,12 @@ from modeltui.ui.dialogs.edit import EditDialog
 from modeltui.ui.dialogs.forward import ForwardDialog, parse_specs
 from modeltui.ui.dialogs.init import InitDialog, parse_kwargs
 from modeltui.ui.dialogs.results import ForwardResultScreen
-from modeltui.ui.dialogs.save import SaveDialog, default_save_path
+from modeltui.ui.dialogs.save import SaveDialog
 from modeltui.ui.dialogs.tie import TieDialog
 from modeltui.ui.dialogs.weights import WeightsDialog
 
 __all__ = [
     "BusyScreen", "Confirm", "ConfirmQuit", "DeviceDialog", "Dialog", "EditDialog", "ForwardDialog",
-    "ForwardResultScreen", "InitDialog", "SaveDialog", "TieDialog", "WeightsDialog", "default_save_path",
+    "ForwardResultScreen", "InitDialog", "SaveDialog", "TieDialog", "WeightsDialog",
     "parse_kwargs", "parse_specs",
 ]

@@ -32,10 +32,11 @@ class SaveDialog(Dialog):
 
     OK = "Save"
 
-    def __init__(self, opened, path: str):
+    def __init__(self, opened, path: str, not_saved: list[str] | None = None):
         super().__init__()
         self.opened = opened
         self.path = path
+        self.not_saved = not_saved  # edited tensors a state_dict cannot carry (None: every constant)
 
     def title_text(self) -> str:
         return "Save the state_dict"
@@ -52,71 +53,30 @@ class SaveDialog(Dialog):
         self.query_one("#container-note", Static).update(Text(container_note(self.opened, event.value.strip()), style="bold yellow"))
 
     def submit(self) -> None:
-        from modeltui.core.saving import SAFETENSORS, TORCH
+        from modeltui.core.save_checks import SaveError, save_conflict
 
         path = os.path.expanduser(self.query_one("#path", Input).value.strip())
         if not path:
             self.show_error("give a path to save to, e.g. model.safetensors")
             return
-        if os.path.isdir(path):
-            self.show_error(f"{path} is a folder; give a file name inside it")
+        try:
+            question = save_conflict(self.opened, path)
+        except SaveError as e:
+            self.show_error(str(e))
             return
-        if not path.endswith(SAFETENSORS + TORCH):
-            self.show_error(f"{os.path.basename(path)}: unknown format; end the name with .safetensors, .pt, .pth, .bin or .ckpt")
-            return
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            self.show_error(f"folder {folder} does not exist")
-            return
-        questions = []
-        conflict = _conflict(self.opened, path)
-        if conflict:
-            questions.append(conflict)
-        elif os.path.exists(path):
-            questions.append(f"{path} exists. Overwrite it?")
-        if not questions:
-            self._start(path, False)
+        if question is None:
+            self._start(path)
             return
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self._start(path, bool(conflict))
+                self._start(path)
 
-        self.app.push_screen(Confirm(visible(questions[0], newlines=True), "Overwrite", "Keep it"), answer)
+        self.app.push_screen(Confirm(visible(question, newlines=True), "Write", "Keep it"), answer)
 
-    def _start(self, path: str, into_source: bool) -> None:
-        from modeltui.core import saving
+    def _start(self, path: str) -> None:
+        from modeltui.core.saving import save_opened
 
-        if into_source:
-            self.start("saving and verifying…", lambda: saving.save_opened(self.opened, path, overwrite_source=True))
-        else:
-            self.start("saving and verifying…", lambda: saving.save_opened(self.opened, path))
-
-
-def _conflict(opened, path: str) -> str | None:
-    try:
-        from modeltui.core.saving import save_conflict
-    except ImportError:  # older core
-        return None
-    return save_conflict(opened, path)
-
-
-def default_save_path(opened, target: str | None, weights: str | None) -> str:
-    """Where the save dialog suggests writing."""
-    try:
-        from modeltui.core.saving import default_save_path as core_default
-    except ImportError:
-        core_default = None
-    if core_default is not None:
-        return core_default(opened, target, weights)
-    if weights and os.path.isfile(weights):
-        return weights
-    from modeltui.core.editable import is_bare
-
-    if target and os.path.exists(target) and is_bare(opened):
-        if os.path.isfile(target):
-            stem, ext = os.path.splitext(target)
-            return target if ext == ".safetensors" else stem + ".safetensors"
-        return os.path.join(target.rstrip("/"), "model.safetensors")
-    name = (target or "model").rpartition(":")[2].rpartition(".")[2] or "model"
-    return name + ".safetensors"
+        # the user answered any question save_conflict asked: a yes covers writing into the source folder too
+        self.start("saving and verifying…",
+                   lambda: save_opened(self.opened, path, overwrite_source=True, not_saved=self.not_saved))
