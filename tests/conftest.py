@@ -42,22 +42,106 @@ def pytest_addoption(parser):
     parser.addoption("--kills", type=int, default=None, help="kill -9 rounds per format in the data-safety test (default 6)")
 
 
-async def _settle(pilot, rounds: int = 3) -> None:
-    """Wait until every worker has finished and the screen has caught up with their messages."""
-    app = pilot.app
-    for _ in range(rounds):
+class PilotHelpers:
+    """What Pilot tests share (the ``ui`` fixture): waiting for workers, selecting, typing edits, reading widgets."""
+
+    @staticmethod
+    async def settle(pilot, rounds: int = 3) -> None:
+        """Wait until every worker has finished and the screen has caught up with their messages."""
+        app = pilot.app
+        for _ in range(rounds):
+            await pilot.pause()
+            await app.workers.wait_for_complete()
         await pilot.pause()
-        await app.workers.wait_for_complete()
-    await pilot.pause()
+
+    async def select(self, pilot, ref) -> None:
+        """Reveal and select ``ref`` (a NodeRef) in the tree."""
+        from modeltui.ui.widgets import ModuleTree
+
+        pilot.app.query_one(ModuleTree).reveal(ref)
+        await self.settle(pilot)
+
+    async def edit_values(self, pilot, expr: str, tensor: str | None = None) -> None:
+        """Select ``tensor`` (if given), press e, type ``expr``, press enter and wait for the edit."""
+        from textual.widgets import Input
+
+        from modeltui.ui.widgets import NodeRef
+
+        if tensor is not None:
+            await self.select(pilot, NodeRef("tensor", tensor))
+        await pilot.press("e")
+        await self.settle(pilot)  # a bare checkpoint is made editable in a worker first
+        pilot.app.screen.query_one("#expr", Input).value = expr
+        await pilot.press("enter")
+        await self.settle(pilot)
+
+    async def run_default_forward(self, pilot) -> None:
+        """f, enter (the inferred shape), then close the result: lazy layers materialise."""
+        await pilot.press("f", "enter")
+        await self.settle(pilot)
+        await pilot.press("escape")
+        await self.settle(pilot)
+
+    @staticmethod
+    def error_text(screen) -> str:
+        """A dialog's inline error line."""
+        from textual.widgets import Static
+
+        return str(screen.query_one("#error", Static).render())
+
+    @staticmethod
+    def text_of(app, selector: str) -> str:
+        from textual.widgets import Static
+
+        return str(app.query_one(selector, Static).render())
+
+    @staticmethod
+    def header(app) -> str:
+        from modeltui.ui.widgets import HeaderBar
+
+        return str(app.query_one(HeaderBar).render())
+
+    @staticmethod
+    def notes(app) -> list[str]:
+        """The text of every notification shown so far."""
+        return [n.message for n in app._notifications]
+
+    @staticmethod
+    def model_hash(model) -> str:
+        """A hash of every value of ``model``: state_dict tensors and constants."""
+        return model_hash(model)
+
+
+def model_hash(model) -> str:
+    """A hash of every value of ``model``: state_dict tensors and constants (tests compare it before / after)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for k, v in model.state_dict(keep_vars=True).items():
+        h.update(k.encode())
+        h.update(v.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    for m in model.modules():  # constants too
+        for k, v in vars(m).items():
+            if isinstance(v, torch.Tensor) and not isinstance(v, torch.nn.Parameter):
+                h.update(v.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@pytest.fixture
+def ui():
+    """Pilot helpers: ``await ui.settle(pilot)``, ``ui.select``, ``ui.edit_values``, ``ui.error_text``…"""
+    return PilotHelpers()
 
 
 @pytest.fixture
 def settle():
     """``await settle(pilot)``: the one way Pilot tests wait for workers."""
-    return _settle
+    return PilotHelpers.settle
 
 
 @pytest.fixture
 def notes():
     """``notes(app)``: the text of every notification shown so far."""
-    return lambda app: [n.message for n in app._notifications]
+    return PilotHelpers.notes

@@ -124,28 +124,46 @@ def test_failing_replace_and_bad_destinations(tmp_path, monkeypatch):
 
 
 def test_kill_9_during_headless_save_leaves_old_or_new(tmp_path):
+    from modeltui.core.save_temps import PAUSE_ENV
+
     path = str(tmp_path / "big.safetensors")
     old = {"w": torch.zeros(2_000_000)}
     save_state_dict(old, path)
     old_hash = file_hash(path)
     src = str(tmp_path / "src.safetensors")
     save_state_dict({"w": torch.ones(2_000_000)}, src)
+
+    def check_old_or_new() -> str:
+        h = file_hash(path)
+        w = open_target(path).tensor("w")  # always a complete, valid file
+        assert h == old_hash or bool(torch.all(w == 1))
+        for f in os.listdir(tmp_path):
+            assert not f.endswith(".safetensors") or not f.startswith(".")
+        return "old" if h == old_hash else "new"
+
+    # one kill that certainly lands mid-save: the temp file is written in full, not yet moved into place
+    marker = tmp_path / "paused"
+    p = subprocess.Popen([sys.executable, "-m", "modeltui", src, "--save", path], cwd=ROOT,
+                         env={**os.environ, PAUSE_ENV: str(marker)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (marker.exists() and marker.read_text()) and time.time() < deadline:
+        assert p.poll() is None
+        time.sleep(0.02)
+    tmp = marker.read_text()
+    assert os.path.getsize(tmp) > 8_000_000
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL
+    assert check_old_or_new() == "old"
+    # and kills at random moments (import, listing, writing, verifying, replacing)
     rng = random.Random(0)
-    outcomes = set()
-    for _ in range(4):
+    for _ in range(3):
         p = subprocess.Popen([sys.executable, "-m", "modeltui", src, "--save", path], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.2, 2.0))
         p.send_signal(signal.SIGKILL)
         p.wait()
-        h = file_hash(path)
-        o = open_target(path)  # always a complete, valid file
-        w = o.tensor("w")
-        assert h == old_hash or bool(torch.all(w == 1))
-        outcomes.add("old" if h == old_hash else "new")
-        for f in os.listdir(tmp_path):
-            assert not f.endswith(".safetensors") or not f.startswith(".")
-    assert outcomes  # at least one kill observed
+        check_old_or_new()
 
 
 def test_saved_file_mode_follows_umask_or_the_old_file(tmp_path):

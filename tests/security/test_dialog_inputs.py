@@ -41,8 +41,8 @@ TABLE = [
     ("e", (T, "pos.weight"), {"expr": "[0, 0] = abc"}, "abc"),
     ("e", (T, "pos.weight"), {"expr": "[999, 0] = 1"}, "999"),
     ("e", (T, "pos.weight"), {"expr": "[0, 0, 0] = 1"}, "too many indices"),
-    ("e", (T, "pos.weight"), {"expr": "[0, 0] == 1"}, ""),
-    ("e", (T, "pos.weight"), {"expr": "[0:2] = [1, 2]"}, ""),
+    ("e", (T, "pos.weight"), {"expr": "[0, 0] == 1"}, "'= 1' is not a number"),
+    ("e", (T, "pos.weight"), {"expr": "[0:2] = [1, 2]"}, "'[1, 2]' is not a number"),
     ("e", (T, "causal"), {"expr": "[0, 0] = 2.5"}, "bool"),
     # tie / untie
     ("t", (T, "pos.weight"), {"source": "tok.weight"}, "shapes differ"),
