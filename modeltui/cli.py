@@ -159,6 +159,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.depth is not None and args.depth < 0:
         raise TargetError("--depth must be 0 or more")
     if not (args.summary or args.json or args.save):
+        from modeltui.core.targets import classify_target
+
+        if args.target is not None:
+            classify_target(args.target)  # a bad TARGET says so first, terminal or not
         for name, stream in (("stdin", sys.stdin), ("stdout", sys.stdout)):
             if stream is None or not stream.isatty():
                 raise TargetError(f"{name} is not a terminal, and the TUI needs one; for scripts use --summary or --json (or --save OUT)")

@@ -140,6 +140,7 @@ def run_forward(
 
     if not specs:
         raise ModelTuiError("give at least one input shape, e.g. 2,20")
+    stoppable = run is not None or should_stop is not None
     run = run or ForwardRun(should_stop)
     if should_stop is not None and run._should_stop is None:
         run._should_stop = should_stop
@@ -186,10 +187,11 @@ def run_forward(
                 old.ms += ms
                 old.calls += 1
 
-    for mod in {id(m): m for _, m in walk_modules(model)}.values():
-        handles.append(mod.register_forward_pre_hook(pre))  # cancellation, and the failing module's name
-        if record:
-            handles.append(mod.register_forward_hook(post))
+    if record or stoppable:  # record=False with nothing to stop it: the bare pass (a baseline)
+        for mod in {id(m): m for _, m in walk_modules(model)}.values():
+            handles.append(mod.register_forward_pre_hook(pre))  # cancellation, and the failing module's name
+            if record:
+                handles.append(mod.register_forward_hook(post))
     was_training = model.training
     model.eval()
     run.thread_id, run.model_id = owner, id(model)

@@ -218,7 +218,6 @@ def open_target(
         target = DEMO_TARGET
     kind = classify_target(target)
     path = None
-    container = None
     warnings: list[str] = []
     if kind == "checkpoint":
         from modeltui.core.checkpoints import read_checkpoint
