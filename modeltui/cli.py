@@ -96,24 +96,34 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     headless = bool(args.summary or args.json or args.save)
+    _signals.clear()
     restore = _headless_guards() if headless else None
     try:
         code = _guarded(args)
     finally:
-        if restore is not None:
-            restore()
+        if restore is not None and argv is not None:
+            restore()  # in-process callers (tests) get their handlers back; the command just leaves
     if argv is None and headless:
         _leave(code)
     return code
 
 
+#: signals received during a headless run (SIGINT, SIGTERM), in order
+_signals: list[int] = []
+
+
+def _interrupted(term: bool) -> int:
+    sys.stderr.write("modeltui: terminated\n" if term else "modeltui: interrupted\n")
+    return 143 if term else 130
+
+
 def _guarded(args: argparse.Namespace) -> int:
+    import signal
+
     try:
-        return _run(args)
+        code = _run(args)
     except KeyboardInterrupt as e:
-        term = isinstance(e, Terminated)
-        sys.stderr.write("modeltui: terminated\n" if term else "modeltui: interrupted\n")
-        return 143 if term else 130
+        return _interrupted(isinstance(e, Terminated))
     except BrokenPipeError:
         try:
             sys.stdout = open(os.devnull, "w")
@@ -121,18 +131,27 @@ def _guarded(args: argparse.Namespace) -> int:
             pass
         return 0
     except RecursionError as e:
+        if _signals:
+            return _interrupted(_signals[-1] == signal.SIGTERM)
         _traceback(args)
         sys.stderr.write(f"modeltui: error: {_too_deep(e)}\n")
         return 2
     except Exception as e:
         from modeltui.core.errors import ModelTuiError
 
+        if _signals:
+            # the interrupt landed where a library turned it into another error
+            # (inside an import: "cannot load module more than once per process")
+            return _interrupted(_signals[-1] == signal.SIGTERM)
         _traceback(args)
         if isinstance(e, ModelTuiError):
             sys.stderr.write(f"modeltui: error: {visible(e)}\n")
         else:
             sys.stderr.write(f"modeltui: error: {type(e).__name__}: {visible(e, limit=500)} (run with --debug for details)\n")
         return 2
+    if _signals:  # an interrupt some finaliser swallowed before it could stop the work
+        return _interrupted(_signals[-1] == signal.SIGTERM)
+    return code
 
 
 def _traceback(args: argparse.Namespace) -> None:
@@ -224,8 +243,9 @@ def user_output_to_stderr():
 
 
 def _headless_guards():
-    """SIGTERM raises :class:`Terminated`; an interrupt swallowed in a finaliser is raised again;
-    a deeper recursion limit. Returns a function that undoes all three."""
+    """Ctrl-C and SIGTERM raise in the main thread and are remembered; an interrupt
+    swallowed in a finaliser is raised again; a deeper recursion limit.
+    Returns a function that undoes all of it."""
     import signal
     import threading
 
@@ -234,9 +254,17 @@ def _headless_guards():
     old_limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old_limit, RECURSION_LIMIT))
 
+    def on_int(signum, frame):
+        _signals.append(signum)
+        raise KeyboardInterrupt()
+
     def on_term(signum, frame):
+        _signals.append(signum)
         raise Terminated()
 
+    old_int = signal.getsignal(signal.SIGINT)
+    if old_int is signal.default_int_handler:  # leave an ignored SIGINT (nohup, background jobs) ignored
+        signal.signal(signal.SIGINT, on_int)
     old_term = signal.signal(signal.SIGTERM, on_term)
     old_hook = sys.unraisablehook
 
@@ -254,6 +282,8 @@ def _headless_guards():
     def restore() -> None:
         sys.unraisablehook = old_hook
         signal.signal(signal.SIGTERM, old_term)
+        if old_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, old_int)
         sys.setrecursionlimit(old_limit)
 
     return restore

@@ -167,6 +167,14 @@ def swallowed():
     time.sleep(2)
     print("still running after Ctrl-C", file=sys.stderr)
     return torch.nn.Linear(2, 2)
+
+def converted():
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(2)
+    except BaseException:  # as a C extension's import does: the interrupt comes out as another error
+        raise ImportError("cannot load module more than once per process") from None
+    return torch.nn.Linear(2, 2)
 """
 
 
@@ -190,6 +198,12 @@ def test_ctrl_c_swallowed_by_a_finaliser_still_ends_the_run(user_dir):
     assert r.returncode == 130, r.stderr
     assert r.stdout == ""
     assert r.stderr.strip() == "modeltui: interrupted"
+
+
+def test_ctrl_c_that_a_library_turned_into_another_error_is_still_an_interrupt(user_dir):
+    (user_dir / "slow.py").write_text(SLOW)
+    r = run_cli("slow.py:converted", "--json", cwd=user_dir)
+    assert r.returncode == 130 and r.stderr.strip() == "modeltui: interrupted"
 
 
 # ------------------------------------------------------------ --summary: constants, ties, big and deep models
