@@ -175,12 +175,12 @@ def _empty_build(obj: Any, model) -> str | None:
     """A warning when a class built with no arguments came out empty although it takes some."""
     import inspect
 
-    if not isinstance(obj, type) or any(True for _ in model.parameters()) or any(True for _ in model.buffers()):
-        return None
     from torch import nn
 
-    if any(True for _ in model.children()) or obj.__init__ is nn.Module.__init__:
-        return None  # children, or no constructor of its own (nn.Module's takes *args for its own reasons)
+    if not isinstance(obj, type) or model._modules or model._parameters or model._buffers:
+        return None
+    if obj.__init__ is nn.Module.__init__:
+        return None  # no constructor of its own (nn.Module's takes *args for its own reasons)
     try:
         params = list(inspect.signature(obj).parameters.values())
     except (TypeError, ValueError):
