@@ -1,17 +1,23 @@
-"""Command line: arguments -> core -> TUI, or ``--summary``/``--json`` printing.
+"""Command line: arguments -> core -> TUI, or ``--summary``/``--json``/``--save`` (headless).
 
 Any bad TARGET or option ends with one line on stderr and exit code 2; the
-traceback is shown only with ``--debug``.
+traceback is shown only with ``--debug``. Headless runs: the user's code
+(import, build, the forward pass of ``-i``) prints to stderr, never into the
+output; Ctrl-C ends with exit 130 and SIGTERM with 143, one line each; and
+the process leaves as soon as the work is done, whatever threads the user's
+code started.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 
 from modeltui import __version__
+from modeltui.format import visible
 
 EPILOG = """\
 targets:
@@ -26,16 +32,32 @@ targets:
   modeltui pkg.mod:Net -w ckpt.pt            an architecture with weights loaded
   modeltui sample_models.zoo:llama_7b -d meta   structure only, no memory
   modeltui sample_models.zoo:TinyGPT -i 2,16:int64 --summary
+  modeltui pkg.mod:T5 -i 2,16 -i decoder_input_ids=2,8 -i attention_mask=2,16
+                                             keyword inputs (masks default to ones)
   modeltui ckpt.pt --save model.safetensors   convert, atomically, verified
 
-Pickled code in a checkpoint never runs unless you pass --trust.
+--summary, --json and --save refuse -w weights that do not fit the model
+(missing, unexpected or mis-shaped keys) unless --no-strict is given.
+Exit codes: 0 done, 2 error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+
+Code stored in a checkpoint (pickled classes, TorchScript) never runs unless
+you pass --trust. Import paths, -i forward passes and custom initialisers run
+your own code: that is what they are for.
 """
+
+#: Python frames allowed in headless runs: torch walks and calls modules recursively, so a model
+#: nested ~1,000 deep needs ~3,000 frames; crashes start near 12,000 on an 8 MB stack
+RECURSION_LIMIT = 8000
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2
-        sys.stderr.write(f"modeltui: error: {message} (see modeltui --help)\n")
+        sys.stderr.write(f"modeltui: error: {visible(message)} (see modeltui --help)\n")
         raise SystemExit(2)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM in a headless run, raised in the main thread as Ctrl-C is."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,10 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("target", nargs="?", metavar="TARGET", help="import path pkg.module:attr, file.py:attr, a checkpoint file or folder; none opens the demo")
     p.add_argument("-i", "--input-shape", action="append", default=[], metavar="SHAPE",
-                   help="input shape for a dry forward pass, e.g. 2,20 or 2,16:int64 (repeat for several inputs); materialises lazy layers")
-    p.add_argument("-w", "--weights", metavar="CKPT", help="load a checkpoint onto the architecture and report missing / unexpected / mis-shaped keys")
+                   help="input shape for a dry forward pass, e.g. 2,20 or 2,16:int64 (repeat for several inputs, in order); "
+                        "NAME=SHAPE passes a keyword argument of forward, e.g. attention_mask=2,16 (masks are ones); materialises lazy layers")
+    p.add_argument("-w", "--weights", metavar="CKPT", help="load a checkpoint onto the architecture and report missing / unexpected / mis-shaped keys and dtype casts")
+    p.add_argument("--no-strict", action="store_true",
+                   help="with -w in --summary/--json/--save: go on when the weights do not fit (load what fits, warn on stderr); by default such a run fails with exit 2")
     p.add_argument("-d", "--device", metavar="DEVICE", help="cpu, cuda, cuda:N, mps or meta (structure only, no memory)")
-    p.add_argument("--trust", action="store_true", help="allow pickled code in checkpoints to run (only for files you trust)")
+    p.add_argument("--trust", action="store_true", help="allow code stored in a checkpoint (pickled classes, TorchScript) to run: only for files you trust")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--summary", action="store_true", help="print a summary table and exit")
     out.add_argument("--json", action="store_true", help="print the model as JSON (see README) and exit")
@@ -62,31 +87,87 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``modeltui`` command; returns the exit code."""
+    """Entry point of the ``modeltui`` command; returns the exit code.
+
+    Called as the command (``argv`` None), a headless run leaves the process
+    with ``os._exit`` once its output is flushed, so a non-daemon thread of
+    the user's code (or an interrupt during interpreter shutdown) cannot
+    keep it alive or change its exit code.
+    """
     args = build_parser().parse_args(argv)
+    headless = bool(args.summary or args.json or args.save)
+    _signals.clear()
+    restore = _headless_guards() if headless else None
     try:
-        return _run(args)
-    except KeyboardInterrupt:
-        sys.stderr.write("modeltui: interrupted\n")
-        return 130
+        code = _guarded(args)
+    finally:
+        if restore is not None and argv is not None:
+            restore()  # in-process callers (tests) get their handlers back; the command just leaves
+    if argv is None and headless:
+        _leave(code)
+    return code
+
+
+#: signals received during a headless run (SIGINT, SIGTERM), in order
+_signals: list[int] = []
+
+
+def _interrupted(term: bool) -> int:
+    sys.stderr.write("modeltui: terminated\n" if term else "modeltui: interrupted\n")
+    return 143 if term else 130
+
+
+def _guarded(args: argparse.Namespace) -> int:
+    import signal
+
+    try:
+        code = _run(args)
+    except KeyboardInterrupt as e:
+        return _interrupted(isinstance(e, Terminated))
     except BrokenPipeError:
         try:
             sys.stdout = open(os.devnull, "w")
         except OSError:
             pass
         return 0
+    except RecursionError as e:
+        if _signals:
+            return _interrupted(_signals[-1] == signal.SIGTERM)
+        _traceback(args)
+        sys.stderr.write(f"modeltui: error: {_too_deep(e)}\n")
+        return 2
     except Exception as e:
         from modeltui.core.errors import ModelTuiError
 
-        if args.debug:
-            import traceback
-
-            traceback.print_exc()
+        if _signals:
+            # the interrupt landed where a library turned it into another error
+            # (inside an import: "cannot load module more than once per process")
+            return _interrupted(_signals[-1] == signal.SIGTERM)
+        _traceback(args)
         if isinstance(e, ModelTuiError):
-            sys.stderr.write(f"modeltui: error: {e}\n")
+            sys.stderr.write(f"modeltui: error: {visible(e)}\n")
         else:
-            sys.stderr.write(f"modeltui: error: {type(e).__name__}: {e} (run with --debug for details)\n")
+            sys.stderr.write(f"modeltui: error: {type(e).__name__}: {visible(e, limit=500)} (run with --debug for details)\n")
         return 2
+    if _signals:  # an interrupt some finaliser swallowed before it could stop the work
+        return _interrupted(_signals[-1] == signal.SIGTERM)
+    return code
+
+
+def _traceback(args: argparse.Namespace) -> None:
+    if args.debug:
+        import traceback
+
+        traceback.print_exc()
+
+
+def _too_deep(e: RecursionError) -> str:
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" (in {frames[-1].name}, {os.path.basename(frames[-1].filename)})" if frames else ""
+    return (f"the model nests too deeply: Python's recursion limit of {sys.getrecursionlimit():,} frames was reached{visible(where)}; "
+            f"modeltui follows about {RECURSION_LIMIT // 3:,} levels of nested modules")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -97,19 +178,32 @@ def _run(args: argparse.Namespace) -> int:
     if args.depth is not None and args.depth < 0:
         raise TargetError("--depth must be 0 or more")
     if not (args.summary or args.json or args.save):
+        from modeltui.core.targets import classify_target
+
+        if args.target is not None:
+            classify_target(args.target)  # a bad TARGET says so first, terminal or not
+        for name, stream in (("stdin", sys.stdin), ("stdout", sys.stdout)):
+            if stream is None or not stream.isatty():
+                raise TargetError(f"{name} is not a terminal, and the TUI needs one; for scripts use --summary or --json (or --save OUT)")
         from modeltui.ui.app import run_app
 
         return run_app(args.target, weights=args.weights, device=args.device, input_specs=specs, trust=args.trust)
     from modeltui.core.targets import open_target
 
-    opened = open_target(args.target, weights=args.weights, device=args.device, input_specs=specs, trust=args.trust)
+    with user_output_to_stderr():
+        opened = open_target(args.target, weights=args.weights, device=args.device, input_specs=specs,
+                             trust=args.trust, strict=not args.no_strict)
+    if opened.weights is not None:
+        for line in opened.weights.lines():
+            sys.stderr.write(f"modeltui: {visible(line)}\n")
     if args.save:
         from modeltui.core.saving import save_opened
 
-        report = save_opened(opened, args.save)
+        with user_output_to_stderr():
+            report = save_opened(opened, args.save)
         sys.stdout.write(report.summary(args.save) + "\n")
         for note in report.notes():
-            sys.stderr.write(f"modeltui: warning: {note}\n")
+            sys.stderr.write(f"modeltui: warning: {visible(note)}\n")
     elif args.json:
         sys.stdout.write(json.dumps(opened.info.to_json(), default=str) + "\n")
     else:
@@ -117,6 +211,102 @@ def _run(args: argparse.Namespace) -> int:
 
         print_summary(opened.info, depth=args.depth)
     return 0
+
+
+@contextlib.contextmanager
+def user_output_to_stderr():
+    """Send what user code prints (Python ``print`` and writes to fd 1) to stderr.
+
+    ``--json`` and ``--summary`` own stdout: a model that prints at import or
+    in ``forward`` must not corrupt them.
+    """
+    try:
+        sys.stdout.flush()
+        out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # not backed by a file (pytest's capsys...)
+        out_fd = err_fd = None
+    if out_fd is None:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    saved = os.dup(out_fd)
+    try:
+        os.dup2(err_fd, out_fd)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        try:
+            sys.stderr.flush()
+        finally:
+            os.dup2(saved, out_fd)
+            os.close(saved)
+
+
+def _headless_guards():
+    """Ctrl-C and SIGTERM raise in the main thread and are remembered; an interrupt
+    swallowed in a finaliser is raised again; a deeper recursion limit.
+    Returns a function that undoes all of it."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old_limit, RECURSION_LIMIT))
+
+    def on_int(signum, frame):
+        _signals.append(signum)
+        raise KeyboardInterrupt()
+
+    def on_term(signum, frame):
+        _signals.append(signum)
+        raise Terminated()
+
+    old_int = signal.getsignal(signal.SIGINT)
+    if old_int is signal.default_int_handler:  # leave an ignored SIGINT (nohup, background jobs) ignored
+        signal.signal(signal.SIGINT, on_int)
+    old_term = signal.signal(signal.SIGTERM, on_term)
+    old_hook = sys.unraisablehook
+
+    def hook(unraisable):
+        # Python runs the Ctrl-C handler wherever the main thread is; inside a
+        # __del__ (zipfile's, during a save) the KeyboardInterrupt is printed
+        # as "Exception ignored" and lost, and the run went on to exit 0.
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _interrupt_again(signal.SIGTERM if isinstance(unraisable.exc_value, Terminated) else signal.SIGINT)
+            return
+        old_hook(unraisable)
+
+    sys.unraisablehook = hook
+
+    def restore() -> None:
+        sys.unraisablehook = old_hook
+        signal.signal(signal.SIGTERM, old_term)
+        if old_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, old_int)
+        sys.setrecursionlimit(old_limit)
+
+    return restore
+
+
+def _interrupt_again(signum: int) -> None:
+    """Deliver ``signum`` to the main thread again, from outside the finaliser that swallowed it."""
+    import _thread
+    import threading
+
+    timer = threading.Timer(0.01, _thread.interrupt_main, args=(signum,))
+    timer.daemon = True
+    timer.start()
+
+
+def _leave(code: int) -> None:
+    """Flush and end the process now (threads left by user code cannot hold it)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
 - ``LSTMTagger``     an LSTM over embeddings-free float input 4,10,16
 - ``make_transformer`` ``nn.Transformer`` with two inputs (src, tgt)
 - ``TinyGPT``        a GPT-style LM, embedding tied to the output, int input 2,16:int64
+- ``TinySeq2Seq``    a T5-shaped encoder-decoder whose forward takes keyword inputs:
+                     ``-i 2,16 -i decoder_input_ids=2,8 -i attention_mask=2,16``
 - ``MoE``            a mixture-of-experts with tens of thousands of modules
 - ``llama_7b``       a ~6.7B-parameter decoder: open with ``--device meta``
 """
@@ -82,6 +84,31 @@ class TinyGPT(nn.Module):
         for b in self.blocks:
             x = b(x, mask)
         return self.lm_head(self.ln_f(x))
+
+
+class TinySeq2Seq(nn.Module):
+    """A T5-shaped encoder-decoder: ``forward(input_ids, decoder_input_ids, attention_mask=None)``.
+
+    The shared embedding is tied to the output layer, as in T5. Masks must
+    hold 0 and 1 (1: attend), as Hugging Face models expect.
+    """
+
+    def __init__(self, vocab: int = 128, d: int = 32, heads: int = 4):
+        super().__init__()
+        self.shared = nn.Embedding(vocab, d)
+        self.encoder = nn.TransformerEncoderLayer(d, heads, 2 * d, batch_first=True)
+        self.decoder = nn.TransformerDecoderLayer(d, heads, 2 * d, batch_first=True)
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+        self.lm_head.weight = self.shared.weight
+
+    def forward(self, input_ids, decoder_input_ids, attention_mask=None, decoder_attention_mask=None):
+        for name, m in (("attention_mask", attention_mask), ("decoder_attention_mask", decoder_attention_mask)):
+            if m is not None and not bool(((m == 0) | (m == 1)).all()):
+                raise ValueError(f"{name} must hold 0 and 1, got values up to {int(m.max())}")
+        pad = None if attention_mask is None else attention_mask == 0
+        memory = self.encoder(self.shared(input_ids), src_key_padding_mask=pad)
+        out = self.decoder(self.shared(decoder_input_ids), memory, memory_key_padding_mask=pad)
+        return self.lm_head(out)
 
 
 class Expert(nn.Module):

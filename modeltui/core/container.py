@@ -91,7 +91,22 @@ class Container:
             # the old structure in its order: tensors replaced (or dropped), other entries kept
             placed: set[str] = set()
 
-            def walk(m: Mapping, prefix: tuple) -> dict:
+            def walk(m: Any, prefix: tuple) -> Any:
+                if isinstance(m, (list, tuple)):  # a list of tensors keeps its places: read-only in structure
+                    items = []
+                    for k, v in enumerate(m):
+                        chain = prefix + (k,)
+                        if isinstance(v, torch.Tensor) and chain in by_chain:
+                            name = by_chain[chain]
+                            if name not in sd:
+                                raise ValueError(f"'{name}' sits in a list: a list's tensors cannot be dropped")
+                            items.append(sd[name])
+                            placed.add(name)
+                        elif isinstance(v, (Mapping, list, tuple)) and any(c[: len(chain)] == chain for c in by_chain):
+                            items.append(walk(v, chain))
+                        else:
+                            items.append(v)
+                    return items if isinstance(m, list) else tuple(items)
                 out = type(m)() if isinstance(m, dict) else {}
                 for k, v in m.items():
                     chain = prefix + (k,)
@@ -100,13 +115,18 @@ class Container:
                         if name in sd:
                             out[k] = sd[name]
                             placed.add(name)
-                    elif isinstance(v, Mapping) and any(c[: len(chain)] == chain for c in by_chain):
+                    elif isinstance(v, (Mapping, list, tuple)) and any(c[: len(chain)] == chain for c in by_chain):
                         out[k] = walk(v, chain)
                     else:
                         out[k] = v
                 return out
 
-            new = walk(mapping, ()) if isinstance(mapping, Mapping) else {}
+            new = walk(mapping, ()) if isinstance(mapping, (Mapping, list, tuple)) else {}
+            if not isinstance(new, dict):
+                extra = [n for n in sd if n not in placed]
+                if extra:
+                    raise ValueError(f"'{extra[0]}' cannot be added to a checkpoint that is a list of tensors")
+                return new
             for name, t in sd.items():
                 if name in placed:
                     continue

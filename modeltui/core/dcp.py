@@ -3,6 +3,8 @@
 torch reads ``.metadata`` with a plain ``pickle.load``; we unpickle it with an
 allow-list of the metadata classes instead, and read each tensor's chunks from
 the ``.distcp`` files with ``torch.load(weights_only=True)``.
+``modeltui.core.checkpoints.DCPSource`` gives the values through
+:func:`read_tensor`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import os
 import pickle
 from typing import Any
 
-from modeltui.core.checkpoints import TensorSource
 from modeltui.core.errors import CheckpointError, UnsafeCheckpointError
 from modeltui.core.structure import from_state_dict_entries
 
@@ -64,7 +65,7 @@ def read_metadata(folder: str):
 
 
 def open_dcp(folder: str, target: str):
-    """List a DCP folder's tensors from its metadata; values on demand."""
+    """List a DCP folder's tensors from its metadata: returns ``(info, metadata object)``."""
     from torch.distributed.checkpoint.metadata import BytesStorageMetadata, TensorStorageMetadata
 
     md = read_metadata(folder)
@@ -83,40 +84,39 @@ def open_dcp(folder: str, target: str):
     if other:
         meta["objects"] = other
     info = from_state_dict_entries(target, entries, metadata=meta)
-    return info, None, DCPSource(folder, md)
+    return info, md
 
 
-class DCPSource(TensorSource):
-    """Assembles a tensor from its chunks in the ``.distcp`` files."""
+def chunk_index(md: Any) -> dict[str, list[tuple[Any, Any]]]:
+    """Tensor name -> its chunks ``(MetadataIndex, storage info)`` from the metadata."""
+    index: dict[str, list[tuple[Any, Any]]] = {}
+    for key, sinfo in (md.storage_data or {}).items():
+        index.setdefault(key.fqn, []).append((key, sinfo))
+    return index
 
-    def __init__(self, folder: str, md: Any):
-        self.folder = folder
-        self.md = md
-        self.index: dict[str, list[tuple[Any, Any]]] = {}
-        for key, sinfo in (md.storage_data or {}).items():
-            self.index.setdefault(key.fqn, []).append((key, sinfo))
 
-    def get(self, name: str):
-        import torch
+def read_tensor(folder: str, md: Any, index: dict[str, list[tuple[Any, Any]]], name: str):
+    """Assemble tensor ``name`` from its chunks in the ``.distcp`` files."""
+    import torch
 
-        item = self.md.state_dict_metadata[name]
-        out = torch.empty(tuple(item.size), dtype=item.properties.dtype)
-        for key, sinfo in self.index.get(name, []):
-            if getattr(sinfo, "transform_descriptors", None):
-                raise CheckpointError(f"'{name}' is stored with transforms {sinfo.transform_descriptors}, which modeltui does not read yet")
-            path = os.path.normpath(os.path.join(self.folder, sinfo.relative_path))
-            if not os.path.abspath(path).startswith(os.path.abspath(self.folder) + os.sep):
-                raise CheckpointError(f"'{name}': data file '{sinfo.relative_path}' lies outside the checkpoint folder")
-            try:
-                with open(path, "rb") as f:
-                    f.seek(sinfo.offset)
-                    blob = f.read(sinfo.length)
-                chunk = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-            except Exception as e:
-                raise CheckpointError(f"'{name}': cannot read its data from {sinfo.relative_path} ({type(e).__name__}: {e})") from None
-            offsets = tuple(int(o) for o in key.offset) if key.offset is not None else (0,) * out.dim()
-            view = out
-            for dim, (o, s) in enumerate(zip(offsets, chunk.shape)):
-                view = view.narrow(dim, o, s)
-            view.copy_(chunk)
-        return out
+    item = md.state_dict_metadata[name]
+    out = torch.empty(tuple(item.size), dtype=item.properties.dtype)
+    for key, sinfo in index.get(name, []):
+        if getattr(sinfo, "transform_descriptors", None):
+            raise CheckpointError(f"'{name}' is stored with transforms {sinfo.transform_descriptors}, which modeltui does not read yet")
+        path = os.path.normpath(os.path.join(folder, sinfo.relative_path))
+        if not os.path.abspath(path).startswith(os.path.abspath(folder) + os.sep):
+            raise CheckpointError(f"'{name}': data file '{sinfo.relative_path}' lies outside the checkpoint folder")
+        try:
+            with open(path, "rb") as f:
+                f.seek(sinfo.offset)
+                blob = f.read(sinfo.length)
+            chunk = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise CheckpointError(f"'{name}': cannot read its data from {sinfo.relative_path} ({type(e).__name__}: {e})") from None
+        offsets = tuple(int(o) for o in key.offset) if key.offset is not None else (0,) * out.dim()
+        view = out
+        for dim, (o, s) in enumerate(zip(offsets, chunk.shape)):
+            view = view.narrow(dim, o, s)
+        view.copy_(chunk)
+    return out

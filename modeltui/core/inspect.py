@@ -14,6 +14,9 @@ from torch import nn
 
 from modeltui.core.structure import ModelInfo, ModuleInfo, TensorInfo, finish
 
+#: characters of a module's ``extra_repr`` kept (a user's may run to megabytes)
+MAX_EXTRA_REPR = 4000
+
 
 class KeyPrefix(nn.Module):
     """A key prefix of a checkpoint without an architecture, turned into a module for editing.
@@ -70,17 +73,29 @@ def walk_modules(model: nn.Module):
     """Yield ``(path, module)`` in tree order, shared modules at every path.
 
     A module that contains itself (a cycle) is yielded once per path and not
-    descended into again.
+    descended into again. No recursion, and linear in the depth: a model
+    nested thousands deep walks like any other.
     """
-    stack: list[tuple[str, nn.Module, tuple[int, ...]]] = [("", model, ())]
+    on_path: dict[int, int] = {}  # id -> times on the current path
+    stack: list[tuple[str, nn.Module | None, int]] = [("", model, 0)]
     while stack:
-        path, mod, ancestors = stack.pop()
+        path, mod, leaving = stack.pop()
+        if leaving:
+            n = on_path[leaving] - 1
+            if n:
+                on_path[leaving] = n
+            else:
+                del on_path[leaving]
+            continue
         yield path, mod
+        key = id(mod)
+        on_path[key] = on_path.get(key, 0) + 1
+        stack.append((path, None, key))
         kids = [(k, m) for k, m in mod._modules.items() if m is not None]
         for k, m in reversed(kids):
-            if id(m) in ancestors or m is mod:
+            if id(m) in on_path:
                 continue
-            stack.append((f"{path}.{k}" if path else k, m, ancestors + (id(mod),)))
+            stack.append((f"{path}.{k}" if path else k, m, 0))
 
 
 def from_module(model: nn.Module, target: str) -> tuple[ModelInfo, dict[str, torch.Tensor]]:
@@ -96,6 +111,10 @@ def from_module(model: nn.Module, target: str) -> tuple[ModelInfo, dict[str, tor
             extra = mod.extra_repr()
         except Exception as e:  # a user's extra_repr may fail on odd states
             extra = f"<extra_repr failed: {type(e).__name__}>"
+        if not isinstance(extra, str):
+            extra = str(extra)
+        if len(extra) > MAX_EXTRA_REPR:
+            extra = extra[:MAX_EXTRA_REPR] + f"… ({len(extra):,} characters in all)"
         bare = isinstance(mod, KeyPrefix)
         info = ModuleInfo(path, "" if bare else type(mod).__name__, extra_repr="" if bare else extra)
         modules[path] = info
@@ -136,6 +155,6 @@ def from_module(model: nn.Module, target: str) -> tuple[ModelInfo, dict[str, tor
     finish(result, identity, ("parameter", "tensor") if bare_root else ("parameter",))
     if lazy_count:
         result.warnings.append(
-            f"{lazy_count} lazy parameter(s) are uninitialised; pass -i/--input-shape to materialise them"
+            f"{lazy_count} lazy parameter(s) are uninitialised until a forward pass (f in the app, -i/--input-shape on the command line)"
         )
     return result, by_name

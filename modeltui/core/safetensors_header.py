@@ -20,6 +20,8 @@ DTYPES: dict[str, tuple[str, float]] = {
     "I8": ("int8", 1),
     "F8_E5M2": ("float8_e5m2", 1),
     "F8_E4M3": ("float8_e4m3fn", 1),
+    "F8_E5M2FNUZ": ("float8_e5m2fnuz", 1),
+    "F8_E4M3FNUZ": ("float8_e4m3fnuz", 1),
     "F8_E8M0": ("float8_e8m0fnu", 1),
     "F8_E4M3FNUZ": ("float8_e4m3fnuz", 1),
     "F8_E5M2FNUZ": ("float8_e5m2fnuz", 1),

@@ -13,44 +13,17 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from modeltui.core.errors import CheckpointError, ModelTuiError, TargetError, first_line
+from modeltui.core.errors import ModelTuiError, TargetError
 from modeltui.core.forward import model_device
 from modeltui.core.inputs import InputSpec
+from modeltui.core.ptfiles import ensure_cwd_importable
 from modeltui.core.structure import ModelInfo
+from modeltui.core.weights import WeightsReport, load_weights
+
+__all__ = ["DEMO_TARGET", "Opened", "WeightsReport", "classify_target", "import_object", "build_module",
+           "load_weights", "open_module", "open_target"]
 
 DEMO_TARGET = "modeltui.demo:DemoNet"
-
-
-@dataclass
-class WeightsReport:
-    """What ``--weights`` did: loaded keys and everything that did not fit."""
-
-    path: str
-    loaded: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # name, model shape, file shape
-    note: str = ""
-    label: str = "--weights"  # starts every line: the option's name on the command line
-
-    def lines(self) -> list[str]:
-        out = []
-        if self.missing:
-            out.append(f"{self.label}: {len(self.missing)} key(s) of the model are missing from {os.path.basename(self.path)}: {_few(self.missing)}")
-        if self.unexpected:
-            out.append(f"{self.label}: {len(self.unexpected)} unexpected key(s) in {os.path.basename(self.path)} ignored: {_few(self.unexpected)}")
-        if self.note:
-            out.append(f"{self.label}: {self.note}")
-        for name, ms, fs in self.mismatched[:10]:
-            out.append(f"{self.label}: '{name}' not loaded: the model has shape {list(ms)}, the file {list(fs)}")
-        if len(self.mismatched) > 10:
-            out.append(f"{self.label}: {len(self.mismatched) - 10} more mis-shaped key(s) not loaded")
-        return out
-
-
-def _few(names: list[str], n: int = 5) -> str:
-    s = ", ".join(names[:n])
-    return s + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 @dataclass
@@ -66,6 +39,8 @@ class Opened:
     # a training checkpoint's whole object (epoch, optimizer state...), kept for saving back
     container: Any = None  # modeltui.core.container.Container | None
     path: str | None = None  # absolute path of the checkpoint file or folder (None for an import path)
+    # the forward pass run at start with -i (per-module output shapes for the tree), or None
+    forward: Any = None  # modeltui.core.forward.ForwardResult | None
 
     def tensor(self, name: str):
         """The values of tensor ``name`` (read from the file when needed)."""
@@ -112,9 +87,7 @@ def import_object(target: str) -> Any:
     left, _, attr = target.rpartition(":")
     if not attr:
         raise TargetError(f"'{target}': nothing after ':' (expected pkg.module:attr)")
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
+    ensure_cwd_importable()
     if left.endswith(".py") or os.sep in left or "/" in left:
         path = os.path.abspath(left)
         if not os.path.isfile(path):
@@ -130,6 +103,9 @@ def import_object(target: str) -> Any:
         sys.modules[modname] = module
         try:
             spec.loader.exec_module(module)
+        except KeyboardInterrupt:
+            sys.modules.pop(modname, None)
+            raise
         except BaseException as e:
             sys.modules.pop(modname, None)
             raise _import_failure(left, e) from None
@@ -140,6 +116,8 @@ def import_object(target: str) -> Any:
             if e.name and (left == e.name or left.startswith(e.name + ".")):
                 raise TargetError(f"cannot import module '{left}': no module named '{e.name}' (is the current folder the project root?)") from None
             raise _import_failure(left, e) from None
+        except KeyboardInterrupt:
+            raise
         except BaseException as e:
             raise _import_failure(left, e) from None
     obj: Any = module
@@ -157,8 +135,6 @@ def import_object(target: str) -> Any:
 def _import_failure(what: str, e: BaseException) -> TargetError:
     if isinstance(e, SystemExit):
         return TargetError(f"importing '{what}' called sys.exit({e.code})")
-    if isinstance(e, KeyboardInterrupt):
-        return TargetError(f"importing '{what}' was interrupted")
     return TargetError(f"importing '{what}' failed: {type(e).__name__}: {e}")
 
 
@@ -195,6 +171,27 @@ def build_module(obj: Any, target: str, device: str | None):
     )
 
 
+def _empty_build(obj: Any, model) -> str | None:
+    """A warning when a class built with no arguments came out empty although it takes some."""
+    import inspect
+
+    from torch import nn
+
+    if not isinstance(obj, type) or model._modules or model._parameters or model._buffers:
+        return None
+    if obj.__init__ is nn.Module.__init__:
+        return None  # no constructor of its own (nn.Module's takes *args for its own reasons)
+    try:
+        params = list(inspect.signature(obj).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if not params:
+        return None
+    shown = ", ".join(("*" if p.kind is p.VAR_POSITIONAL else "**" if p.kind is p.VAR_KEYWORD else "") + p.name for p in params)
+    return (f"{obj.__name__} was built with no arguments and is empty (its constructor takes {shown}): "
+            "point at an instance or a function that builds one with its arguments")
+
+
 def open_target(
     target: str | None = None,
     *,
@@ -202,35 +199,51 @@ def open_target(
     device: str | None = None,
     input_specs: list[InputSpec] | tuple[InputSpec, ...] = (),
     trust: bool = False,
+    strict: bool = False,
 ) -> Opened:
     """Open a TARGET with the command-line options applied.
 
+    ``strict`` (headless runs) refuses weights that do not fit: any key
+    missing, unexpected or mis-shaped raises, as ``load_state_dict(strict=True)``
+    does; otherwise what fits is loaded and the rest reported.
     Raises :class:`TargetError` (with a user-facing message) for anything
     that cannot be opened; the caller decides how to show it.
     """
     from modeltui.core.devices import resolve_device
 
+    ensure_cwd_importable()
     dev = resolve_device(device) if device else None
     shown = target or "demo"
     if target is None:
         target = DEMO_TARGET
     kind = classify_target(target)
+    path = None
+    warnings: list[str] = []
     if kind == "checkpoint":
-        from modeltui.core.checkpoints import open_checkpoint
+        from modeltui.core.checkpoints import read_checkpoint
 
-        info, model, source = open_checkpoint(target, trust=trust, target=shown)
+        ck = read_checkpoint(target, trust=trust, target=shown)
+        path = os.path.abspath(target)
+        model = ck.module
         if model is None:
+            info = ck.info
             if weights:
                 raise TargetError("--weights needs an architecture as TARGET (pkg.module:attr), not a checkpoint")
             if input_specs:
                 info.warnings.append("--input-shape ignored: a checkpoint without an architecture cannot run")
             if dev is not None and dev.type != "cpu":
                 info.warnings.append(f"--device {device} ignored for a checkpoint without an architecture: its tensors stay where they were read")
-            return Opened(info, None, source, path=os.path.abspath(target))
+            return Opened(info, None, ck.source, path=path, container=ck.container)
     else:
         obj = import_object(target)
         model = build_module(obj, target, dev.type if dev is not None else None)
-    return _prepare(model, shown, weights=weights, dev=dev, input_specs=input_specs, trust=trust)
+        empty = _empty_build(obj, model)
+        if empty:
+            warnings.append(empty)
+    opened = _prepare(model, shown, weights=weights, dev=dev, input_specs=input_specs, trust=trust, strict=strict)
+    opened.info.warnings[:0] = warnings
+    opened.path = path
+    return opened
 
 
 def open_module(model, name: str = "model") -> Opened:
@@ -238,7 +251,7 @@ def open_module(model, name: str = "model") -> Opened:
     return _prepare(model, name, weights=None, dev=None, input_specs=(), trust=False)
 
 
-def _prepare(model, shown: str, *, weights, dev, input_specs, trust) -> Opened:
+def _prepare(model, shown: str, *, weights, dev, input_specs, trust, strict: bool = False) -> Opened:
     import torch
 
     warnings: list[str] = []
@@ -255,81 +268,26 @@ def _prepare(model, shown: str, *, weights, dev, input_specs, trust) -> Opened:
     report = None
     if weights:
         report = load_weights(model, weights, trust=trust)
+        if strict and not report.fits:
+            raise TargetError(report.misfit() + "; pass --no-strict to go on with the keys that fit")
         warnings.extend(report.lines())
+    result = None
     if input_specs:
-        from modeltui.core.inputs import make_input
+        from modeltui.core.forward import run_forward
 
-        where = dev or model_device(model)
         try:
-            xs = [make_input(s, where, model) for s in input_specs]
-        except Exception as e:
-            raise TargetError(f"cannot make inputs {', '.join(map(str, input_specs))}: {e}") from None
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                model(*xs)
-        except Exception as e:
+            result = run_forward(model, list(input_specs), device=dev)
+        except ModelTuiError as e:
+            raise TargetError(str(e)) from None
+        if not result.ok:
             shapes = " and ".join(f"[{s}]" for s in input_specs)
-            raise TargetError(f"forward pass with input {shapes} failed: {type(e).__name__}: {first_line(e)}") from None
-        finally:
-            model.train(was_training)
+            raise TargetError(f"forward pass with input {shapes} failed: {result.error}")
     from modeltui.core.inspect import from_module
 
     info, tensors = from_module(model, shown)
     info.warnings = warnings + info.warnings
     if report is not None:
         info.metadata["weights"] = os.path.basename(report.path)
-    return Opened(info, model, None, tensors, report, str(dev or model_device(model)))
-
-
-def load_weights(model, path: str, *, trust: bool = False, label: str = "--weights") -> WeightsReport:
-    """Load a checkpoint's tensors onto ``model`` in place, reporting misfits.
-
-    Mis-shaped keys are skipped, never half-loaded; tied parameters stay
-    tied because values are copied into the existing tensors. ``label``
-    starts every message (the option's name on the command line).
-    """
-    import torch
-
-    from modeltui.core.checkpoints import open_checkpoint
-
-    if not os.path.exists(path):
-        raise TargetError(f"{label} {path}: no such file or folder")
-    try:
-        info, module, source = open_checkpoint(path, trust=trust)
-    except CheckpointError as e:
-        raise TargetError(f"{label}: {e}") from None
-    if module is not None:
-        file_tensors = dict(module.state_dict())
-        get = file_tensors.__getitem__
-        file_shapes = {k: tuple(v.shape) for k, v in file_tensors.items()}
-    else:
-        get = source.get
-        file_shapes = {k: t.shape for k, t in info.tensors.items()}
-    report = WeightsReport(path, label=label)
-    own = model.state_dict(keep_vars=True)
-    to_load: dict[str, Any] = {}
-    for k, t in own.items():
-        if k not in file_shapes:
-            report.missing.append(k)
-            continue
-        fs = tuple(file_shapes[k])
-        uninit = isinstance(t, torch.nn.parameter.UninitializedTensorMixin)
-        if not uninit and tuple(t.shape) != fs:
-            report.mismatched.append((k, tuple(t.shape), fs))
-            continue
-        if t.is_meta:
-            continue
-        to_load[k] = get(k)
-    report.unexpected = [k for k in file_shapes if k not in own]
-    if any(t.is_meta for t in own.values()):
-        report.note = "on the meta device names and shapes are checked, values are not loaded"
-    try:
-        model.load_state_dict(to_load, strict=False)
-    except Exception as e:
-        raise TargetError(f"{label}: loading {os.path.basename(path)} failed: {first_line(e)}") from None
-    report.loaded = list(to_load)
-    if source is not None:
-        source.close()
-    return report
+    opened = Opened(info, model, None, tensors, report, str(dev or model_device(model)))
+    opened.forward = result
+    return opened

@@ -60,6 +60,7 @@ class ModelTuiApp(EditActions, ForwardActions, App[int]):
         self.forward_records: dict = {}
         self.init_memory: dict = {}  # the init dialog's last choices
         self._pending: str | None = None  # the action to run once a bare checkpoint is editable
+        self._forward_run = None  # the core.forward.ForwardRun of the last forward pass
 
     def get_default_screen(self) -> Screen:
         return MainScreen()
@@ -254,6 +255,13 @@ def run_app(target: str | None, *, weights=None, device=None, input_specs=(), tr
         raise TargetError(f"--weights {visible(weights)}: no such file or folder")
     if device is not None and not re.fullmatch(r"[a-z_]+(:\d+)?", device):  # availability is checked on open
         raise TargetError(f"unknown device '{visible(device)}' (expected cpu, cuda, cuda:N, mps or meta)")
+    import threading
+
+    from modeltui.cli import RECURSION_LIMIT
+
+    # models nested 1,000 deep walk deep in the workers too: room for the frames and their C stack
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
+    threading.stack_size(64 << 20)
     app = ModelTuiApp(target, weights=weights, device=device, input_specs=input_specs, trust=trust)
     code = app.run()
     if app.load_error:

@@ -28,9 +28,11 @@ class ForwardActions:
     def _forward_chosen(self, specs) -> None:
         if not specs:
             return
-        if any(w.group == "forward" and w.is_running for w in self.workers):
-            self.say("the previous forward pass is still running in the background (it cannot be interrupted); "
-                     "this one runs with its own hooks", severity="warning", timeout=6)
+        from modeltui.core.forward import runs_inside
+
+        if runs_inside(self.opened.model):
+            self.say("an earlier forward pass is still running in the background (it cannot be interrupted); "
+                     "this one runs on its own", severity="warning", timeout=6)
         self.input_specs = specs
         self.say("running forward pass… (x cancels)", timeout=3)
         self.run_forward_pass(specs)
@@ -42,8 +44,12 @@ class ForwardActions:
         from modeltui.core.slicing import default_slice
         from modeltui.core.stats import tensor_stats
 
+        from modeltui.core.forward import ForwardRun
+
         worker = get_current_worker()
-        result = run_forward(self.opened.model, specs, should_stop=lambda: worker.is_cancelled)
+        run = ForwardRun(should_stop=lambda: worker.is_cancelled)
+        self._forward_run = run
+        result = run_forward(self.opened.model, specs, run=run)
         if worker.is_cancelled and result.error != "cancelled":
             return  # a newer run replaced this one: its result is not wanted
         self.opened.refresh()  # lazy modules may have materialised; a big model takes a while
@@ -76,13 +82,16 @@ class ForwardActions:
         running = [w for w in self.workers if w.group == "forward" and w.is_running]
         for w in running:
             w.cancel()
+        run = getattr(self, "_forward_run", None)
+        if run is not None:
+            run.cancel()
         if not running:
             self.say("no forward pass is running")
             return
-        self.set_timer(STUCK_AFTER, self._check_stuck)
+        self.set_timer(STUCK_AFTER, lambda: self._check_stuck(run))
 
-    def _check_stuck(self) -> None:
-        if any(w.group == "forward" and w.is_running for w in self.workers):
+    def _check_stuck(self, run) -> None:
+        if run is not None and run.inside and run.seconds_since_progress() >= STUCK_AFTER:
             self.say("the forward pass cannot be interrupted: it is running Python code that calls no submodule. "
                      "It continues in the background and its result will be dropped; f starts a new run.",
                      severity="warning", timeout=10)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -34,7 +32,9 @@ def parse_specs(text: str, dtype: str, dist: str, high: str) -> list[InputSpec]:
     out = []
     for s in specs:
         d = s.dtype if s.dtype else (None if dtype == "auto" else dtype)
-        out.append(dataclasses.replace(s, dtype=d, high=hi if hi is not None else s.high, dist=dist))
+        # a mask keeps its default (ones) unless another distribution was chosen
+        drawn = s.dist if dist == "rand" and s.dist != "rand" else dist
+        out.append(dataclasses.replace(s, dtype=d, high=hi if hi is not None else s.high, dist=drawn))
     return out
 
 
@@ -45,20 +45,14 @@ def spec_text(s: InputSpec) -> str:
 
 
 def forward_signature(model) -> str:
-    """``forward(input_ids, attention_mask=None, …)`` for the dialog's hint (empty when unknown)."""
-    try:
-        params = list(inspect.signature(model.forward).parameters.values())
-    except (TypeError, ValueError):
+    """``forward(input_ids, attention_mask=…)`` for the dialog's hint (empty when unknown)."""
+    from modeltui.core.inputs import forward_parameters
+
+    params = forward_parameters(model)
+    if not params:
         return ""
-    parts = []
-    for p in params[:8]:
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            parts.append(("*" if p.kind == p.VAR_POSITIONAL else "**") + p.name)
-        else:
-            parts.append(p.name + ("=…" if p.default is not p.empty else ""))
-    if len(params) > 8:
-        parts.append("…")
-    return f"forward({', '.join(parts)})"
+    parts = [name + ("=…" if has_default else "") for name, has_default in params[:8]]
+    return f"forward({', '.join(parts + (['…'] if len(params) > 8 else []))})"
 
 
 class ForwardDialog(Dialog[list]):

@@ -29,7 +29,7 @@ class WeightsDialog(Dialog):
                           "mis-shaped keys are listed. u undoes." + (" --trust is on." if self.trust else ""), style="dim"))
 
     def submit(self) -> None:
-        from modeltui.core.editing import load_weights_into
+        from modeltui.core.weights import load_weights_into
 
         path = self.query_one("#path", Input).value
         self.start("loading…", lambda: load_weights_into(self.session, path, trust=self.trust))

@@ -1,0 +1,160 @@
+"""Forward passes: keyword inputs, the pass at start kept on Opened, runs that own their hooks."""
+
+import threading
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from modeltui.cli import main
+from modeltui.core import TargetError, open_target, parse_input_spec
+from modeltui.core.forward import ForwardRun, run_forward, runs_inside
+from modeltui.core.inputs import InputSpec, build_inputs, forward_parameters
+
+# ------------------------------------------------------------ issue 10.23: keyword inputs
+
+
+def test_named_input_specs_parse():
+    s = parse_input_spec("decoder_input_ids=2,8:int64")
+    assert s == InputSpec((2, 8), "int64", name="decoder_input_ids")
+    assert str(s) == "decoder_input_ids=2,8:int64"
+    m = parse_input_spec("attention_mask = 2x16")
+    assert m.name == "attention_mask" and m.dist == "ones" and m.shape == (2, 16)
+    assert parse_input_spec("2,20").name is None
+    with pytest.raises(TargetError, match="Python identifier"):
+        parse_input_spec("2-x=3")
+
+
+def test_forward_parameters_list_the_signature():
+    from sample_models.zoo import TinySeq2Seq
+
+    assert forward_parameters(TinySeq2Seq()) == [
+        ("input_ids", False), ("decoder_input_ids", False), ("attention_mask", True), ("decoder_attention_mask", True)]
+    assert forward_parameters(nn.Linear(2, 2)) == [("input", False)]
+
+
+def test_build_inputs_makes_args_and_kwargs_with_mask_ones():
+    from sample_models.zoo import TinySeq2Seq
+
+    model = TinySeq2Seq()
+    specs = [parse_input_spec(s) for s in ("2,16", "attention_mask=2,16", "decoder_input_ids=2,8")]
+    args, kwargs = build_inputs(specs, torch.device("cpu"), model)
+    assert len(args) == 1 and args[0].dtype == torch.int64 and int(args[0].max()) < 128
+    assert set(kwargs) == {"attention_mask", "decoder_input_ids"}
+    assert kwargs["attention_mask"].dtype == torch.int64 and bool((kwargs["attention_mask"] == 1).all())
+    with pytest.raises(TargetError, match="has no parameter 'nope'"):
+        build_inputs([parse_input_spec("nope=2")], torch.device("cpu"), model)
+    with pytest.raises(TargetError, match="given twice"):
+        build_inputs([parse_input_spec("x=2"), parse_input_spec("x=3")], torch.device("cpu"), model)
+
+
+def test_a_model_with_keyword_inputs_runs_headless(capsys):
+    args = ["sample_models.zoo:TinySeq2Seq", "-i", "2,16", "-i", "decoder_input_ids=2,8", "-i", "attention_mask=2,16", "--json"]
+    assert main(args) == 0
+    assert '"TinySeq2Seq"' in capsys.readouterr().out
+
+
+def test_run_forward_accepts_keyword_specs():
+    from sample_models.zoo import TinySeq2Seq
+
+    r = run_forward(TinySeq2Seq(), [parse_input_spec("2,16"), parse_input_spec("decoder_input_ids=2,8"),
+                                     parse_input_spec("attention_mask=2,16")])
+    assert r.ok, r.error
+    assert r.records["decoder"].shapes == [(2, 8, 32)]
+    assert r.outputs[0].shape == (2, 8, 128)
+
+
+# ------------------------------------------------------------ issue 10.12: the pass at start is kept
+
+
+def test_open_with_inputs_keeps_the_forward_result():
+    o = open_target("sample_models.book:make_chimera", input_specs=[parse_input_spec("2,20")])
+    assert o.forward is not None and o.forward.ok
+    assert o.forward.records["0"].shapes == [(2, 16)]
+    assert o.forward.records["1"].shapes == [(2, 20)]
+    assert open_target("sample_models.book:make_param_net").forward is None
+
+
+def test_a_failing_forward_at_start_stays_an_error():
+    with pytest.raises(TargetError, match=r"forward pass with input \[2,5\] failed: RuntimeError in module '0' \(MyLinear\)"):
+        open_target("sample_models.book:make_my_linear_net", input_specs=[parse_input_spec("2,5")])
+
+
+# ------------------------------------------------------------ issue 11.14: runs own their hooks
+
+
+class Stuck(nn.Module):
+    """Loops in pure Python (no submodule calls) while ``stuck`` is set, until released."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.stuck = True
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def forward(self, x):
+        x = self.lin(x)
+        if self.stuck:
+            self.entered.set()
+            while not self.release.is_set():
+                time.sleep(0.005)
+        return self.lin(x)
+
+
+def test_an_abandoned_stuck_run_does_not_cancel_later_runs():
+    model = Stuck()
+    spec = [parse_input_spec("2,3")]
+    first = ForwardRun()
+    results = {}
+    thread = threading.Thread(target=lambda: results.setdefault("first", run_forward(model, spec, run=first)))
+    thread.start()
+    try:
+        assert model.entered.wait(10)
+        first.cancel()
+        time.sleep(0.1)
+        # the UI can tell the cancelled run is still inside the model, making no progress
+        assert first.inside and runs_inside(model) == [first]
+        assert first.seconds_since_progress() >= 0.1
+        model.stuck = False
+        later = run_forward(model, spec)
+        assert later.ok, later.error
+        assert later.records["lin"].calls == 2 and later.records[""].shapes == [(2, 3)]
+    finally:
+        model.release.set()
+        thread.join(10)
+    assert results["first"].error == "cancelled"
+    assert not first.inside and runs_inside(model) == []
+    assert not model.lin._forward_pre_hooks and not model.lin._forward_hooks
+
+
+def test_cancel_before_the_first_module_stops_at_once():
+    run = ForwardRun()
+    run.cancel()
+    r = run_forward(nn.Sequential(nn.Linear(2, 2)), [parse_input_spec("1,2")], run=run)
+    assert r.error == "cancelled"
+
+
+# ------------------------------------------------------------ issue 11.15: huge extra_repr; empty classes
+
+
+class Chatty(nn.Module):
+    def extra_repr(self):
+        return "x" * 5_000_000
+
+
+def test_a_huge_extra_repr_is_cut():
+    from modeltui.core.inspect import MAX_EXTRA_REPR, from_module
+
+    info, _ = from_module(Chatty(), "chatty")
+    text = info.root.extra_repr
+    assert len(text) < MAX_EXTRA_REPR + 100
+    assert text.startswith("xxx") and "5,000,000 characters in all" in text
+
+
+def test_a_class_that_needs_arguments_warns_instead_of_opening_silently_empty():
+    o = open_target("sample_models.book:MySequential")
+    assert any("MySequential was built with no arguments and is empty" in w and "*args" in w for w in o.info.warnings)
+    assert not any("built with no arguments" in w for w in open_target("sample_models.book:my_sequential").info.warnings)
+    assert not any("built with no arguments" in w for w in open_target("sample_models.book:CenteredLayer").info.warnings)
