@@ -177,22 +177,23 @@ def _run(args: argparse.Namespace) -> int:
     specs = [parse_input_spec(s) for s in args.input_shape]
     if args.depth is not None and args.depth < 0:
         raise TargetError("--depth must be 0 or more")
-    if not (args.summary or args.json or args.save):
-        from modeltui.core.targets import classify_target
+    from modeltui.core.request import OpenRequest
 
-        if args.target is not None:
-            classify_target(args.target)  # a bad TARGET says so first, terminal or not
+    headless = bool(args.summary or args.json or args.save)
+    # the TARGET is classified here, once: a bad one says so first, terminal or not
+    request = OpenRequest.make(args.target, weights=args.weights, device=args.device, input_specs=specs,
+                               trust=args.trust, strict=headless and not args.no_strict)
+    if not headless:
         for name, stream in (("stdin", sys.stdin), ("stdout", sys.stdout)):
             if stream is None or not stream.isatty():
                 raise TargetError(f"{name} is not a terminal, and the TUI needs one; for scripts use --summary or --json (or --save OUT)")
         from modeltui.ui.app import run_app
 
-        return run_app(args.target, weights=args.weights, device=args.device, input_specs=specs, trust=args.trust)
-    from modeltui.core.targets import open_target
+        return run_app(request)
+    from modeltui.core.targets import open_request
 
     with user_output_to_stderr():
-        opened = open_target(args.target, weights=args.weights, device=args.device, input_specs=specs,
-                             trust=args.trust, strict=not args.no_strict)
+        opened = open_request(request)
     if opened.weights is not None:
         for line in opened.weights.lines():
             sys.stderr.write(f"modeltui: {visible(line)}\n")

@@ -17,13 +17,14 @@ from modeltui.core.errors import ModelTuiError, TargetError
 from modeltui.core.forward import model_device
 from modeltui.core.inputs import InputSpec
 from modeltui.core.ptfiles import ensure_cwd_importable
+from modeltui.core.request import DEMO_IMPORT, OpenRequest, classify_target
 from modeltui.core.structure import ModelInfo
 from modeltui.core.weights import WeightsReport, load_weights
 
-__all__ = ["DEMO_TARGET", "Opened", "WeightsReport", "classify_target", "import_object", "build_module",
-           "load_weights", "open_module", "open_target"]
+__all__ = ["DEMO_TARGET", "OpenRequest", "Opened", "WeightsReport", "classify_target", "import_object", "build_module",
+           "load_weights", "open_module", "open_request", "open_target"]
 
-DEMO_TARGET = "modeltui.demo:DemoNet"
+DEMO_TARGET = DEMO_IMPORT
 
 
 @dataclass
@@ -64,22 +65,6 @@ class Opened:
     def close(self) -> None:
         if self.source is not None:
             self.source.close()
-
-
-def classify_target(target: str) -> str:
-    """``"checkpoint"`` or ``"import"``; raises for something that is neither."""
-    if os.path.exists(target):
-        return "checkpoint"
-    left, sep, _ = target.rpartition(":")
-    if sep and left and not left.endswith(("/", "\\")):
-        return "import"
-    from modeltui.core.checkpoints import CHECKPOINT_EXTS
-
-    if target.endswith(CHECKPOINT_EXTS + (".json",)) or os.sep in target or "/" in target:
-        raise TargetError(f"{target}: no such file or folder")
-    raise TargetError(
-        f"'{target}' is neither an existing file or folder nor an import path (expected pkg.module:attr or file.py:attr)"
-    )
 
 
 def import_object(target: str) -> Any:
@@ -201,29 +186,34 @@ def open_target(
     trust: bool = False,
     strict: bool = False,
 ) -> Opened:
-    """Open a TARGET with the command-line options applied.
+    """Open a TARGET with the command-line options applied (see :func:`open_request`)."""
+    return open_request(OpenRequest.make(target, weights=weights, device=device, input_specs=input_specs,
+                                         trust=trust, strict=strict))
 
-    ``strict`` (headless runs) refuses weights that do not fit: any key
-    missing, unexpected or mis-shaped raises, as ``load_state_dict(strict=True)``
-    does; otherwise what fits is loaded and the rest reported.
-    Raises :class:`TargetError` (with a user-facing message) for anything
-    that cannot be opened; the caller decides how to show it.
+
+def open_request(request: OpenRequest) -> Opened:
+    """Open what ``request`` names, with its options.
+
+    ``request.strict`` (headless runs) refuses weights that do not fit: any
+    key missing, unexpected or mis-shaped raises, as
+    ``load_state_dict(strict=True)`` does; otherwise what fits is loaded and
+    the rest reported. Raises :class:`TargetError` (with a user-facing
+    message) for anything that cannot be opened; the caller decides how to
+    show it.
     """
     from modeltui.core.devices import resolve_device
 
     ensure_cwd_importable()
+    device, weights, input_specs = request.device, request.weights, request.input_specs
     dev = resolve_device(device) if device else None
-    shown = target or "demo"
-    if target is None:
-        target = DEMO_TARGET
-    kind = classify_target(target)
+    shown = request.label
     path = None
     warnings: list[str] = []
-    if kind == "checkpoint":
+    if request.is_checkpoint:
         from modeltui.core.checkpoints import read_checkpoint
 
-        ck = read_checkpoint(target, trust=trust, target=shown)
-        path = os.path.abspath(target)
+        ck = read_checkpoint(request.target, trust=request.trust, target=shown)
+        path = os.path.abspath(request.target)
         model = ck.module
         if model is None:
             info = ck.info
@@ -235,12 +225,13 @@ def open_target(
                 info.warnings.append(f"--device {device} ignored for a checkpoint without an architecture: its tensors stay where they were read")
             return Opened(info, None, ck.source, path=path, container=ck.container)
     else:
-        obj = import_object(target)
-        model = build_module(obj, target, dev.type if dev is not None else None)
+        obj = import_object(request.import_path)
+        model = build_module(obj, request.import_path, dev.type if dev is not None else None)
         empty = _empty_build(obj, model)
         if empty:
             warnings.append(empty)
-    opened = _prepare(model, shown, weights=weights, dev=dev, input_specs=input_specs, trust=trust, strict=strict)
+    opened = _prepare(model, shown, weights=weights, dev=dev, input_specs=input_specs, trust=request.trust,
+                      strict=request.strict)
     opened.info.warnings[:0] = warnings
     opened.path = path
     return opened

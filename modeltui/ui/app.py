@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from modeltui.core.errors import ModelTuiError
+from modeltui.core.request import OpenRequest
 from modeltui.format import visible
 from modeltui.ui.actions import ACTIONS, bindings
 from modeltui.ui.commands import GoToProvider
@@ -47,13 +48,16 @@ class ModelTuiApp(EditActions, ForwardActions, App[int]):
         input_specs=(),
         trust: bool = False,
         opened: Any = None,
+        request: OpenRequest | None = None,
     ) -> None:
         super().__init__()
-        self.target = target
-        self.weights = weights
-        self.device = device
-        self.input_specs = list(input_specs)
-        self.trust = trust
+        if request is None:  # classified in the load worker: a bad target is shown in the app
+            request = OpenRequest(target, "", weights, device, tuple(input_specs), trust)
+        self.request = request
+        self.target = request.target
+        self.weights = request.weights
+        self.trust = request.trust
+        self.input_specs = list(request.input_specs)  # the forward dialog's last inputs
         self.opened = opened  # a core.Opened, given directly in tests
         self.load_error: str | None = None
         self.session = None  # core.Session once the target can be edited
@@ -102,7 +106,7 @@ class ModelTuiApp(EditActions, ForwardActions, App[int]):
         asyncio.get_running_loop().set_default_executor(DaemonThreadExecutor())
 
     def on_main_screen_ready(self, message: MainScreen.Ready) -> None:
-        self.main.show_loading(self.target or "demo")
+        self.main.show_loading(self.request.label)
         if self.opened is not None:
             self.post_message(TargetLoaded(self.opened))
         else:
@@ -110,11 +114,13 @@ class ModelTuiApp(EditActions, ForwardActions, App[int]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="load")
     def load_target(self) -> None:
-        from modeltui.core.targets import open_target
+        from modeltui.core.targets import open_request
 
+        r = self.request
         try:
-            opened = open_target(self.target, weights=self.weights, device=self.device,
-                                 input_specs=self.input_specs, trust=self.trust)
+            if not r.kind:
+                r = OpenRequest.make(r.target, weights=r.weights, device=r.device, input_specs=r.input_specs, trust=r.trust)
+            opened = open_request(r)
         except ModelTuiError as e:
             self.post_message(TargetFailed(str(e)))
             return
@@ -150,7 +156,7 @@ class ModelTuiApp(EditActions, ForwardActions, App[int]):
 
     def on_target_failed(self, message: TargetFailed) -> None:
         self.load_error = message.error
-        self.main.show_failure(self.target or "demo", message.error)
+        self.main.show_failure(self.request.label, message.error)
         self.say(message.error, title="Could not open", severity="error", timeout=15)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -244,17 +250,14 @@ class ModelTuiApp(EditActions, ForwardActions, App[int]):
         self.exit(2 if self.load_error else 0)
 
 
-def run_app(target: str | None, *, weights=None, device=None, input_specs=(), trust=False) -> int:
-    """Validate what can be checked cheaply, then run the app; returns the exit code."""
+def run_app(request: OpenRequest) -> int:
+    """Check what is cheap to check, then run the app on ``request``; returns the exit code."""
     from modeltui.core.errors import TargetError
-    from modeltui.core.targets import classify_target
 
-    if target is not None:
-        classify_target(target)
-    if weights is not None and not os.path.exists(weights):
-        raise TargetError(f"--weights {visible(weights)}: no such file or folder")
-    if device is not None and not re.fullmatch(r"[a-z_]+(:\d+)?", device):  # availability is checked on open
-        raise TargetError(f"unknown device '{visible(device)}' (expected cpu, cuda, cuda:N, mps or meta)")
+    if request.weights is not None and not os.path.exists(request.weights):
+        raise TargetError(f"--weights {visible(request.weights)}: no such file or folder")
+    if request.device is not None and not re.fullmatch(r"[a-z_]+(:\d+)?", request.device):  # availability: checked on open
+        raise TargetError(f"unknown device '{visible(request.device)}' (expected cpu, cuda, cuda:N, mps or meta)")
     import threading
 
     from modeltui.cli import RECURSION_LIMIT
@@ -262,7 +265,7 @@ def run_app(target: str | None, *, weights=None, device=None, input_specs=(), tr
     # models nested 1,000 deep walk deep in the workers too: room for the frames and their C stack
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     threading.stack_size(64 << 20)
-    app = ModelTuiApp(target, weights=weights, device=device, input_specs=input_specs, trust=trust)
+    app = ModelTuiApp(request=request)
     code = app.run()
     if app.load_error:
         sys.stderr.write(f"modeltui: error: {visible(app.load_error)}\n")
