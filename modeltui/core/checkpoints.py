@@ -24,6 +24,7 @@ from typing import Any
 from modeltui.core.errors import CheckpointError, ModelTuiError, TargetError, UnsafeCheckpointError, first_line
 from modeltui.core.pickle_scan import MAX_PICKLE_BYTES, PickleTooLarge, pickle_globals, torch_allowed_globals, zip_pickle_globals
 from modeltui.core.safetensors_header import read_header
+from modeltui.core.sources import DictSource, FileChangedError, SafetensorsSource, TensorSource  # noqa: F401  (re-exported)
 from modeltui.core.structure import ModelInfo, from_state_dict_entries
 
 PT_EXTS = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".tar")
@@ -38,99 +39,7 @@ _WEIGHT_KEYS = (
 _NOT_WEIGHTS = ("optim", "scheduler", "scaler", "lr_")
 
 
-class TensorSource:
-    """Gives the values of a checkpoint's tensors on demand."""
-
-    def get(self, name: str):  # -> torch.Tensor
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-class DictSource(TensorSource):
-    """Tensors already loaded (memory-mapped for zip ``.pt`` files)."""
-
-    def __init__(self, tensors: Mapping[str, Any]):
-        self.tensors = tensors
-
-    def get(self, name: str):
-        return self.tensors[name]
-
-
-class SafetensorsSource(TensorSource):
-    """Tensors of safetensors files as copy-on-write views of the mapped files.
-
-    Nothing is copied: reading the values of a 2 GB embedding touches only the
-    pages it reads, and the pages stay reclaimable page cache. Writing to a
-    view (editing) copies that page privately; the file never changes. A
-    tensor that cannot be viewed (an unaligned offset, an exotic dtype) is read
-    with safetensors itself.
-    """
-
-    def __init__(self, files: dict[str, str], aliases: dict[str, str] | None = None):
-        self.files = files  # tensor name -> path
-        self.aliases = aliases or {}
-        self._handles: dict[str, Any] = {}
-        self._maps: dict[str, tuple[Any, dict[str, Any]]] = {}  # path -> (data bytes, entries by name)
-
-    def _mapped(self, path: str):
-        m = self._maps.get(path)
-        if m is None:
-            import mmap
-            import struct
-
-            import torch
-
-            from modeltui.core.safetensors_header import read_header
-
-            entries, _ = read_header(path)
-            with open(path, "rb") as f:
-                (n,) = struct.unpack("<Q", f.read(8))
-                size = os.fstat(f.fileno()).st_size
-                data = None
-                if size > 8 + n:
-                    mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-                    data = torch.frombuffer(mm, dtype=torch.uint8)[8 + n:]
-            m = (data, {e.name: e for e in entries})
-            self._maps[path] = m
-        return m
-
-    def get(self, name: str):
-        name = self.aliases.get(name, name)
-        path = self.files[name]
-        try:
-            import torch
-
-            data, entries = self._mapped(path)
-            e = entries[name]
-            dtype = getattr(torch, e.dtype)
-            if e.end == e.begin:
-                return torch.empty(e.shape, dtype=dtype)
-            return data[e.begin:e.end].view(dtype).reshape(e.shape)
-        except CheckpointError:
-            raise
-        except (RuntimeError, AttributeError, TypeError, KeyError, ValueError, OSError):
-            return self._read(path, name)  # unaligned offset, exotic dtype, unmappable file
-
-    def _read(self, path: str, name: str):
-        h = self._handles.get(path)
-        if h is None:
-            from safetensors import safe_open
-
-            try:
-                h = safe_open(path, framework="pt", device="cpu")
-            except Exception as e:
-                raise CheckpointError(f"{os.path.basename(path)}: cannot read tensor data: {e}") from None
-            self._handles[path] = h
-        try:
-            return h.get_tensor(name)
-        except Exception as e:
-            raise CheckpointError(f"{os.path.basename(path)}: cannot read '{name}': {e}") from None
-
-    def close(self) -> None:
-        self._handles.clear()
-        self._maps.clear()
+# TensorSource, DictSource and SafetensorsSource live in modeltui.core.sources (imported above).
 
 
 # ---------------------------------------------------------------- dispatch
@@ -360,7 +269,7 @@ def _result_from_object(obj: Any, path: str, target: str, warnings: list[str]):
     if where:
         metadata["weights_key"] = where
     info = state_dict_info(target, flat, metadata=metadata, warnings=warnings)
-    return info, None, DictSource(flat)
+    return info, None, DictSource(flat, path)
 
 
 def state_dict_info(target: str, flat: Mapping[str, Any], *, metadata=None, warnings=None) -> ModelInfo:
@@ -517,4 +426,4 @@ def _open_index(index_path: str, *, trust: bool, target: str):
     if missing:
         warnings.append(f"index names {len(missing)} tensor(s) missing from their shards, e.g. '{missing[0]}'")
     info = state_dict_info(target, flat, metadata={"index": name, "shards": len(paths)}, warnings=warnings)
-    return info, None, DictSource(flat)
+    return info, None, DictSource(flat, paths)
