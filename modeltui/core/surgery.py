@@ -176,6 +176,8 @@ def _own_copies(session, slots, desc: str) -> str:
     """Give each ``(module, attr)`` parameter an independent copy of its values."""
     from torch import nn
 
+    session.check_files()  # the copies read the values: never from a file that changed underneath
+
     news = [(owner._parameters, attr, nn.Parameter(owner._parameters[attr].detach().clone(),
                                                    requires_grad=owner._parameters[attr].requires_grad))
             for owner, attr in slots]
@@ -280,6 +282,7 @@ def move(session, device: str, *, progress: Callable[[int, int], None] | None = 
         dev = resolve_device(device)
     except ModelTuiError as e:
         raise EditError(str(e)) from None
+    session.check_files()
     model = session.model
     tensors = _unique_tensors(model)
     if any(isinstance(t, nn.parameter.UninitializedTensorMixin) for t in tensors):
