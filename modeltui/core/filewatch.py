@@ -255,37 +255,46 @@ def read_span(loc: Location, t, start: int, count: int):
 
 
 def read_window(loc: Location, t):
-    """A fresh tensor equal to ``t`` (a small strided view of a mapped file), read with pread.
+    """A fresh contiguous tensor equal to ``t`` (a strided view of a mapped file), read with pread.
 
-    Only the bytes of ``t``'s elements are read (runs closer than 64 KiB are
-    read in one call), never the pages between rows of a wide tensor.
+    A window whose bytes lie close together is read in one call; otherwise
+    row by row (or, for rows with gaps, element by element), so the pages
+    between the rows of a wide tensor are never read.
     """
     import torch
 
+    item = t.element_size()
+    out = torch.empty(tuple(t.shape), dtype=t.dtype)
     n = t.numel()
     if n == 0:
-        return torch.empty(t.shape, dtype=t.dtype)
-    item = t.element_size()
-    idx = torch.zeros((), dtype=torch.int64)
-    for size, stride in zip(t.shape, t.stride()):
-        idx = idx.unsqueeze(-1) + torch.arange(size, dtype=torch.int64) * stride
-    idx = idx.reshape(-1) * item  # byte offset of each element from element 0
-    uniq, inverse = torch.unique(idx, sorted=True, return_inverse=True)
-    gaps = uniq[1:] - uniq[:-1]
-    cuts = (torch.nonzero(gaps > item + _GAP).reshape(-1) + 1).tolist()
-    bounds = [0] + cuts + [uniq.numel()]
-    firsts = uniq[bounds[:-1]].tolist()
-    lasts = uniq[[b - 1 for b in bounds[1:]]].tolist()
-    sizes = [b + item - a for a, b in zip(firsts, lasts)]
-    packed = torch.empty(sum(sizes), dtype=torch.uint8)
-    where = 0
-    base = torch.empty(uniq.numel(), dtype=torch.int64)
-    for k, (a, size) in enumerate(zip(firsts, sizes)):
-        loc.file.pread_into(packed.data_ptr() + where, size, loc.offset + a)
-        base[bounds[k]:bounds[k + 1]] = uniq[bounds[k]:bounds[k + 1]] - a + where
-        where += size
-    pos = base[inverse].unsqueeze(-1) + torch.arange(item, dtype=torch.int64)
-    return packed[pos.reshape(-1)].view(t.dtype).reshape(t.shape)
+        return out
+    _, hi = _span(t)
+    if t.is_contiguous():  # one read, straight into the result
+        loc.file.pread_into(out.data_ptr(), hi, loc.offset)
+        return out
+    if hi <= 4 * n * item + _GAP:
+        buf = torch.empty(hi, dtype=torch.uint8)
+        loc.file.pread_into(buf.data_ptr(), hi, loc.offset)
+        return buf.view(t.dtype).as_strided(tuple(t.shape), tuple(t.stride()), 0).clone()
+    shape, stride = tuple(t.shape), tuple(t.stride())
+    if stride[-1] == 1 or shape[-1] == 1:
+        # rows are contiguous in the file: each goes straight into its place in ``out``
+        row = shape[-1] * item
+        lead = shape[:-1]
+        index = [0] * len(lead)
+        for k in range(n // shape[-1]):
+            offset = sum(i * st for i, st in zip(index, stride)) * item
+            loc.file.pread_into(out.data_ptr() + k * row, row, loc.offset + offset)
+            for d in range(len(lead) - 1, -1, -1):
+                index[d] += 1
+                if index[d] < lead[d]:
+                    break
+                index[d] = 0
+        return out
+    for i in range(shape[0]):
+        sub = t[i]
+        out[i] = read_window(Location(loc.region, loc.offset + i * stride[0] * item, loc.clean), sub)
+    return out
 
 
 # ---------------------------------------------------------------- finding torch's mappings
