@@ -99,7 +99,10 @@ class WatchedFile:
         while done < nbytes:
             n = min(nbytes - done, 1 << 30)
             buf = (ctypes.c_char * n).from_address(address + done)
-            got = os.preadv(self.fd, [buf], offset + done)
+            try:
+                got = os.preadv(self.fd, [buf], offset + done)
+            except OSError as e:
+                raise CheckpointError(f"{os.path.basename(self.path)}: cannot read tensor data ({e.strerror or e})") from None
             if got <= 0:
                 self.check()
                 raise FileChangedError(changed_message(self.path))
