@@ -45,6 +45,8 @@ def state_for_saving(opened) -> dict[str, Any]:
 
 def save_opened(opened, path: str) -> SaveReport:
     """Save what ``opened`` holds to ``path``: the one entry point of the CLI and the save dialog."""
+    if opened.source is not None:
+        opened.source.check()  # never save values read from a file that changed underneath (FileChangedError)
     return save_state_dict(state_for_saving(opened), path)
 
 

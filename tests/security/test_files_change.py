@@ -163,3 +163,31 @@ def test_editing_and_undo_refuse_after_the_file_changed(tmp_path):
     with pytest.raises(FileChangedError):
         s.undo()
     assert len(s.undo_stack) == 1
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "last.pt"])
+def test_a_save_from_a_file_rewritten_in_place_is_refused(tmp_path, name):
+    """Issue 11 item 4: the stale mapping used to be saved and 'verified' against itself."""
+    from modeltui.core import open_target
+    from modeltui.core.filewatch import FileChangedError
+    from modeltui.core.saving import save_opened
+
+    path = str(tmp_path / name)
+    write(path)
+    o = open_target(path)
+    o.tensor("b")  # mapped
+    out = tmp_path / ("out" + os.path.splitext(name)[1])
+    out.write_bytes(b"keep me")
+    big = {"other": torch.full((1_000_000,), 7.7e31), "b": torch.zeros(5, dtype=torch.int8)}
+    data = open(path, "rb").read()
+    with open(path, "r+b") as f:  # rewritten in place, larger: no SIGBUS, the mapping now shows garbage
+        f.truncate(0)
+        if name.endswith(".safetensors"):
+            from safetensors.torch import save
+            f.write(save(big))
+        else:
+            torch.save(big, f)
+    assert len(data) < os.path.getsize(path)
+    with pytest.raises(FileChangedError, match=f"{name}: the file changed on disk"):
+        save_opened(o, str(out))
+    assert out.read_bytes() == b"keep me"
