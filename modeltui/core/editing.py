@@ -12,6 +12,7 @@ from modeltui.core.initializers import (
 )
 from modeltui.core.session import EditError, Session
 from modeltui.core.slicing import SliceError, check_slice, parse_slice
+from modeltui.format import visible
 
 
 @dataclass
@@ -67,6 +68,7 @@ def not_saved_reason(session: Session, name: str) -> str | None:
     x = info.tensors.get(name)
     if x is None or in_state_dict(x) or any(in_state_dict(info.tensors[o]) for o in x.group if o in info.tensors):
         return None
+    name = visible(name)
     if x.kind == "constant":
         return (f"'{name}' is a constant (a plain tensor attribute, not a parameter or buffer): state_dict leaves it "
                 "out, so no save keeps this edit")

@@ -30,6 +30,7 @@ import weakref
 from dataclasses import dataclass, field
 
 from modeltui.core.errors import CheckpointError
+from modeltui.format import visible
 
 
 class FileChangedError(CheckpointError):
@@ -38,7 +39,7 @@ class FileChangedError(CheckpointError):
 
 def changed_message(path: str) -> str:
     """The one line shown when ``path`` changed under the open checkpoint."""
-    return (f"{os.path.basename(path)}: the file changed on disk since it was opened (rewritten or truncated "
+    return (f"{visible(os.path.basename(path))}: the file changed on disk since it was opened (rewritten or truncated "
             "by another program); reopen it to see its new contents")
 
 
@@ -102,7 +103,7 @@ class WatchedFile:
             try:
                 got = os.preadv(self.fd, [buf], offset + done)
             except OSError as e:
-                raise CheckpointError(f"{os.path.basename(self.path)}: cannot read tensor data ({e.strerror or e})") from None
+                raise CheckpointError(f"{visible(os.path.basename(self.path))}: cannot read tensor data ({e.strerror or e})") from None
             if got <= 0:
                 self.check()
                 raise FileChangedError(changed_message(self.path))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from modeltui.core.errors import ModelTuiError, first_line
+from modeltui.format import visible
 from modeltui.core.records import (  # noqa: F401  (_same_bits: saving compares with it)
     _DICTS, TensorState, _changed_slots, _put, _put_slots, _record, _restorable, _same_bits, _settle, _slot_tensors,
     _snapshot_slots,
@@ -205,7 +206,7 @@ class Session:
                 del edit.saved[key]
             elif not _restorable(s):
                 self._roll_back(edit, slots, description)
-                raise EditError(f"{description} turned '{self._name_of(s.t)}' into a {type(s.t.data).__name__} "
+                raise EditError(f"{description} turned '{visible(self._name_of(s.t))}' into a {type(s.t.data).__name__} "
                                 f"({s.t.layout}) that cannot be changed back; nothing was changed")
         if prune_unchanged and not edit.saved and not edit.slots:
             raise EditError(f"{description} changed nothing")
