@@ -24,7 +24,7 @@ from typing import Any
 from modeltui.core.errors import CheckpointError, ModelTuiError, TargetError, UnsafeCheckpointError, first_line
 from modeltui.core.pickle_scan import MAX_PICKLE_BYTES, PickleTooLarge, pickle_globals, torch_allowed_globals, zip_pickle_globals
 from modeltui.core.safetensors_header import read_header
-from modeltui.core.sources import DictSource, FileChangedError, SafetensorsSource, TensorSource  # noqa: F401  (re-exported)
+from modeltui.core.sources import DictSource, SafetensorsSource, TensorSource  # the sources live there; imported from here too
 from modeltui.core.structure import ModelInfo, from_state_dict_entries
 
 PT_EXTS = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".tar")

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable
 
 from modeltui.core.errors import ModelTuiError, first_line
 from modeltui.format import visible
-from modeltui.core.records import (  # noqa: F401  (_same_bits: saving compares with it)
+from modeltui.core.records import (
     _DICTS, TensorState, _changed_slots, _put, _put_slots, _record, _restorable, _same_bits, _settle, _slot_tensors,
     _snapshot_slots,
 )
@@ -180,7 +180,8 @@ class Session:
         edit = Edit(description)
         tensors = [t for _, t in self.tensors(names)]
         slots = _snapshot_slots(modules)
-        tensors += [t for t in _slot_tensors(slots) if all(t is not u for u in tensors)]
+        known = {id(t) for t in tensors}
+        tensors += [t for t in _slot_tensors(slots) if id(t) not in known]
         for t in tensors:
             if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):
                 if not slots:
@@ -347,3 +348,6 @@ class Session:
 
     def _changed(self) -> None:
         self.opened.refresh()
+
+
+__all__ = ["Session", "Edit", "EditError", "TensorState", "in_state_dict", "_same_bits"]  # saving compares with _same_bits
