@@ -59,6 +59,7 @@ async def _bad_init(pilot):
 def deterministic(monkeypatch):
     """A fixed seed in the init dialog and a clock that ticks 1 ms per reading (forward timings)."""
     import itertools
+    import time
     import types
 
     import modeltui.core.forward as forward
@@ -66,7 +67,14 @@ def deterministic(monkeypatch):
 
     monkeypatch.setattr(init, "new_seed", lambda: 1234)
     ticks = itertools.count()
-    monkeypatch.setattr(forward, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks) / 1000))
+
+    class Clock(types.SimpleNamespace):
+        """The time module, but perf_counter ticks 1 ms per reading."""
+
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+    monkeypatch.setattr(forward, "time", Clock(perf_counter=lambda: next(ticks) / 1000))
 
 
 @pytest.mark.parametrize("name, select, keys, then", [

@@ -140,7 +140,7 @@ def test_json_contract(ckpts):
     assert data["kind"] == "module" and data["total_params"] == 121
     assert data["modules"][0] == {"path": "", "type": "Sequential", "params": 121, "children": ["0", "1", "2", "3", "4", "5", "6"]}
     t = {x["name"]: x for x in data["tensors"]}
-    assert t["2.weight"] == {"name": "2.weight", "kind": "parameter", "shape": [8, 8], "dtype": "float32", "device": "cpu", "requires_grad": True, "tied_with": ["4.weight"]}
+    assert t["2.weight"] == {"name": "2.weight", "kind": "parameter", "shape": [8, 8], "dtype": "float32", "device": "cpu", "requires_grad": True, "tied_with": ["4.weight"], "tied_count": 1}
     r = run_cli(ckpts["lightning.ckpt"], "--json")
     data = json.loads(r.stdout)
     assert data["kind"] == "state_dict" and data["metadata"]["epoch"] == 3

@@ -249,7 +249,7 @@ async def test_editing_a_constant_says_it_will_not_be_saved(settle):
         await pilot.press("e")
         await settle(pilot)
         assert isinstance(app.screen, EditDialog)
-        assert "not part of the state_dict" in str(app.screen.query_one("#not-saved", Static).render())
+        assert "no save keeps this edit" in str(app.screen.query_one("#not-saved", Static).render())
 
 
 class StuckOnce(torch.nn.Module):

@@ -22,6 +22,7 @@ from typing import Any
 from modeltui.core.errors import CheckpointError, ModelTuiError, TargetError
 from modeltui.core.ptfiles import PtFile, find_state_dict, locate_weights, read_pt, short_reason, state_dict_info, summarize
 from modeltui.core.safetensors_header import read_header
+from modeltui.core.sources import DictSource, SafetensorsSource, TensorSource  # the sources live there; imported from here too
 from modeltui.core.structure import ModelInfo, from_state_dict_entries
 
 __all__ = [
@@ -34,99 +35,7 @@ SAFETENSORS_EXTS = (".safetensors",)
 CHECKPOINT_EXTS = PT_EXTS + SAFETENSORS_EXTS
 
 
-class TensorSource:
-    """Gives the values of a checkpoint's tensors on demand."""
-
-    def get(self, name: str):  # -> torch.Tensor
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-class DictSource(TensorSource):
-    """Tensors already loaded (memory-mapped for zip ``.pt`` files)."""
-
-    def __init__(self, tensors: Mapping[str, Any]):
-        self.tensors = tensors
-
-    def get(self, name: str):
-        return self.tensors[name]
-
-
-class SafetensorsSource(TensorSource):
-    """Tensors of safetensors files as copy-on-write views of the mapped files.
-
-    Nothing is copied: reading the values of a 2 GB embedding touches only the
-    pages it reads, and the pages stay reclaimable page cache. Writing to a
-    view (editing) copies that page privately; the file never changes. A
-    tensor that cannot be viewed (an unaligned offset, an exotic dtype) is read
-    with safetensors itself.
-    """
-
-    def __init__(self, files: dict[str, str], aliases: dict[str, str] | None = None):
-        self.files = files  # tensor name -> path
-        self.aliases = aliases or {}
-        self._handles: dict[str, Any] = {}
-        self._maps: dict[str, tuple[Any, dict[str, Any]]] = {}  # path -> (data bytes, entries by name)
-
-    def _mapped(self, path: str):
-        m = self._maps.get(path)
-        if m is None:
-            import mmap
-            import struct
-
-            import torch
-
-            from modeltui.core.safetensors_header import read_header
-
-            entries, _ = read_header(path)
-            with open(path, "rb") as f:
-                (n,) = struct.unpack("<Q", f.read(8))
-                size = os.fstat(f.fileno()).st_size
-                data = None
-                if size > 8 + n:
-                    mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-                    data = torch.frombuffer(mm, dtype=torch.uint8)[8 + n:]
-            m = (data, {e.name: e for e in entries})
-            self._maps[path] = m
-        return m
-
-    def get(self, name: str):
-        name = self.aliases.get(name, name)
-        path = self.files[name]
-        try:
-            import torch
-
-            data, entries = self._mapped(path)
-            e = entries[name]
-            dtype = getattr(torch, e.dtype)
-            if e.end == e.begin:
-                return torch.empty(e.shape, dtype=dtype)
-            return data[e.begin:e.end].view(dtype).reshape(e.shape)
-        except CheckpointError:
-            raise
-        except (RuntimeError, AttributeError, TypeError, KeyError, ValueError, OSError):
-            return self._read(path, name)  # unaligned offset, exotic dtype, unmappable file
-
-    def _read(self, path: str, name: str):
-        h = self._handles.get(path)
-        if h is None:
-            from safetensors import safe_open
-
-            try:
-                h = safe_open(path, framework="pt", device="cpu")
-            except Exception as e:
-                raise CheckpointError(f"{os.path.basename(path)}: cannot read tensor data: {e}") from None
-            self._handles[path] = h
-        try:
-            return h.get_tensor(name)
-        except Exception as e:
-            raise CheckpointError(f"{os.path.basename(path)}: cannot read '{name}': {e}") from None
-
-    def close(self) -> None:
-        self._handles.clear()
-        self._maps.clear()
+# TensorSource, DictSource and SafetensorsSource live in modeltui.core.sources (imported above).
 
 
 
@@ -210,7 +119,7 @@ def _open_pt(path: str, *, trust: bool, target: str) -> Checkpoint:
     pt: PtFile = read_pt(path, trust=trust, target=target)
     if pt.module is not None:
         return Checkpoint(pt.info, pt.module)
-    return Checkpoint(pt.info, None, DictSource(pt.tensors), pt.container)
+    return Checkpoint(pt.info, None, DictSource(pt.tensors, path), pt.container)
 
 
 def _looks_like_safetensors(magic: bytes) -> bool:
@@ -316,4 +225,4 @@ def _open_index(index_path: str, *, trust: bool, target: str) -> Checkpoint:
     if missing:
         warnings.append(f"index names {len(missing)} tensor(s) missing from their shards, e.g. '{missing[0]}'")
     info = state_dict_info(target, flat, metadata={"index": name, "shards": len(paths)}, warnings=warnings)
-    return Checkpoint(info, None, DictSource(flat))
+    return Checkpoint(info, None, DictSource(flat, paths))

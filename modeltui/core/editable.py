@@ -28,6 +28,7 @@ def make_editable(opened) -> None:
 
     from modeltui.core.inspect import KeyPrefix, from_module
 
+    opened.source.check()  # a file truncated or rewritten since it was opened cannot be edited
     info = opened.info
     names = list(info.tensors)
     values = {n: opened.source.get(n) for n in names}  # views of the file, nothing copied

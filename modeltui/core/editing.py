@@ -12,6 +12,7 @@ from modeltui.core.initializers import (
 )
 from modeltui.core.session import EditError, Session
 from modeltui.core.slicing import SliceError, check_slice, parse_slice
+from modeltui.format import visible
 
 
 @dataclass
@@ -26,6 +27,14 @@ class InitReport:
     names: list[str]
     before: dict[str, Moments]
     after: dict[str, Moments]
+    seed: int | None = None  # the seed the initialiser ran with (in the description and the log too)
+
+
+def fresh_seed() -> int:
+    """A new seed for an initialiser run, from the OS (never the torch RNG, which a seed would repeat)."""
+    import secrets
+
+    return secrets.randbits(32)
 
 
 def _moments(t) -> Moments:
@@ -33,26 +42,48 @@ def _moments(t) -> Moments:
     return Moments(float(x.mean()) if x.numel() else math.nan, float(x.std(unbiased=False)) if x.numel() else math.nan)
 
 
-def _seeded(seed: int | None, fn):
+def _seeded(seed: int, fn):
+    """Run ``fn`` with torch's RNG (CPU and CUDA) seeded with ``seed``; the RNG state is restored after."""
     import torch
 
-    if seed is None:
-        return fn()
     devices = [t for t in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         return fn()
 
 
-def _describe(what: str, names: list[str], seed: int | None) -> str:
+def _describe(what: str, names: list[str], seed: int) -> str:
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-    return f"{what} on {shown}" + (f", seed {seed}" if seed is not None else "")
+    return f"{what} on {shown}, seed {seed}"
+
+
+def not_saved_reason(session: Session, name: str) -> str | None:
+    """Why an edit of tensor ``name`` would not be saved (a constant, a non-persistent buffer), or None.
+
+    A tensor that is also held under a saved name (tied) is saved through it.
+    """
+    from modeltui.core.session import in_state_dict
+
+    info = session.opened.info
+    x = info.tensors.get(name)
+    if x is None or in_state_dict(x) or any(in_state_dict(info.tensors[o]) for o in x.group if o in info.tensors):
+        return None
+    name = visible(name)
+    if x.kind == "constant":
+        return (f"'{name}' is a constant (a plain tensor attribute, not a parameter or buffer): state_dict leaves it "
+                "out, so no save keeps this edit")
+    return f"'{name}' is a non-persistent buffer: state_dict leaves it out, so no save keeps this edit"
 
 
 def initialise(session: Session, init_name: str, raw_args: dict[str, str] | None = None, *, module: str | None = None,
                tensor: str | None = None, which: str = "all", module_class: str = "", include_constants: bool = False,
-               seed: int | None = 0) -> InitReport:
-    """Apply a built-in ``torch.nn.init`` initialiser to a selection, as one undoable edit."""
+               seed: int | None = None) -> InitReport:
+    """Apply a built-in ``torch.nn.init`` initialiser to a selection, as one undoable edit.
+
+    ``seed`` seeds torch's RNG for this run; None draws a fresh one
+    (:func:`fresh_seed`). The seed used is in the description (and so the
+    log) and in :attr:`InitReport.seed`.
+    """
     import torch
 
     init = REGISTRY.get(init_name)
@@ -69,9 +100,10 @@ def initialise(session: Session, init_name: str, raw_args: dict[str, str] | None
             raise InitError(f"{init_name}: '{name}' is an uninitialised lazy parameter; run a forward pass first")
         why = init.fits(t)
         if why:
-            hint = " (try the 'weights' filter)" if which == "all" and t.dim() < 2 <= init.ranks[0] else ""
+            hint = " (try the 'weights' filter)" if which == "all" and t.dim() < 2 <= init.min_rank else ""
             raise InitError(f"{why}: '{name}'{hint}; nothing was changed")
     before = {n: _moments(t) for n, t in pairs}
+    seed = fresh_seed() if seed is None else seed
     fn = getattr(torch.nn.init, init_name)
     args = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in kwargs.items())
     desc = _describe(f"{init_name}({args})" if args else init_name, [n for n, _ in pairs], seed)
@@ -84,21 +116,26 @@ def initialise(session: Session, init_name: str, raw_args: dict[str, str] | None
 
     session.apply(desc, [n for n, _ in pairs], change)
     after = {n: _moments(t) for n, t in session.tensors([n for n, _ in pairs])}
-    return InitReport(desc, [n for n, _ in pairs], before, after)
+    return InitReport(desc, [n for n, _ in pairs], before, after, seed)
 
 
 def initialise_custom(session: Session, path: str, *, module: str | None = None, tensor: str | None = None,
                       style: str | None = None, which: str = "all", module_class: str = "",
-                      include_constants: bool = False, seed: int | None = 0) -> InitReport:
+                      include_constants: bool = False, seed: int | None = None) -> InitReport:
     """Apply a custom initialiser by import path.
 
     ``style`` "module": ``submodule.apply(fn)`` like the book; "tensor":
     ``fn(t)`` on each selected tensor; None guesses from the signature.
+    ``seed`` as for :func:`initialise` (None: a fresh one). A module function
+    may replace Parameters or their ``.data`` (another shape or dtype too):
+    the session records every slot and tensor of the subtree, so undo puts
+    all of it back.
     """
     fn = load_custom(path)
     style = style or custom_style(fn)
     if style not in ("module", "tensor"):
         raise InitError(f"style must be module or tensor, not '{style}'")
+    seed = fresh_seed() if seed is None else seed
     info = session.opened.info
     if style == "module":
         if tensor is not None:
@@ -109,9 +146,9 @@ def initialise_custom(session: Session, path: str, *, module: str | None = None,
         sub = session.model.get_submodule(root) if root else session.model
         names = [n for n, t in info.tensors.items() if t.kind in ("parameter", "tensor") and (not root or t.module == root or t.module.startswith(root + "."))]
         pairs = session.tensors(names)
-        before = {n: _moments(t) for n, t in pairs}
+        before = {n: _moments(t) for n, t in pairs if not _lazy(t)}
         desc = _describe(f"{path} (applied to modules)", [root or "(root)"], seed)
-        session.apply(desc, names, lambda: _seeded(seed, lambda: sub.apply(fn)), prune_unchanged=True)
+        session.apply(desc, names, lambda: _seeded(seed, lambda: sub.apply(fn)), prune_unchanged=True, modules=[sub])
     else:
         sel: Selection = select_tensors(info, module=module, tensor=tensor, which=which,
                                         module_class=module_class, include_constants=include_constants)
@@ -130,9 +167,16 @@ def initialise_custom(session: Session, path: str, *, module: str | None = None,
                     t.copy_(r)
         session.apply(desc, [n for n, _ in pairs], lambda: _seeded(seed, run))
     changed = session.undo_stack[-1]
-    after = {n: _moments(t) for n, t in session.tensors([n for n, _ in pairs])}
-    touched = [n for n, t in pairs if id(t) in changed.saved]
-    return InitReport(desc, touched, before, after)
+    now = {n: session.opened.tensors[n] for n, _ in pairs if n in session.opened.tensors}  # a slot may be gone
+    touched = [n for n, t in pairs if id(t) in changed.saved or now.get(n) is not t]
+    after = {n: _moments(now[n]) for n in touched if n in now and not _lazy(now[n])}
+    return InitReport(desc, touched, before, after, seed)
+
+
+def _lazy(t) -> bool:
+    import torch
+
+    return isinstance(t, torch.nn.parameter.UninitializedTensorMixin)
 
 
 # ---------------------------------------------------------------- value edits
@@ -214,5 +258,6 @@ def edit_values(session: Session, name: str, expr: str) -> str:
     return desc
 
 
-__all__ = ["initialise", "initialise_custom", "edit_values", "parse_assignment", "InitReport", "InitError", "EditError", "ModelTuiError"]
+__all__ = ["initialise", "initialise_custom", "edit_values", "parse_assignment", "not_saved_reason", "fresh_seed",
+           "InitReport", "InitError", "EditError", "ModelTuiError"]
 

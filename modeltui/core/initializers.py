@@ -39,12 +39,25 @@ class Initializer:
     float_only: bool = True
     help: str = ""
 
+    @property
+    def min_rank(self) -> int:
+        """The fewest dimensions a tensor needs for this initialiser (2 for xavier/kaiming/orthogonal)."""
+        return self.ranks[0]
+
+    @property
+    def default_filter(self) -> str:
+        """The filter a form should start with: "weights" when biases (1-d) cannot take it."""
+        return "weights" if self.min_rank >= 2 else "all"
+
     def fits(self, t) -> str | None:
         """None if ``t`` can take this initialiser, else the reason why not."""
         lo, hi = self.ranks
         if not lo <= t.dim() <= hi:
-            want = f"{lo}-d" if lo == hi else (f"at least {lo}-d" if hi >= 99 else f"{lo}-d to {hi}-d")
-            return f"{self.name} needs a {want} tensor, not {t.dim()}-d {list(t.shape)}"
+            if hi >= 99:
+                want = f"a tensor of at least {lo} dimensions"
+            else:
+                want = f"a {lo}-d tensor" if lo == hi else f"a {lo}-d to {hi}-d tensor"
+            return f"{self.name} needs {want}, not {t.dim()}-d {list(t.shape)}"
         if self.float_only and not t.is_floating_point():
             return f"{self.name} needs a floating-point tensor, not {str(t.dtype).removeprefix('torch.')}"
         if self.name == "sparse_" and t.dim() == 2 and t.shape[0] == 0:

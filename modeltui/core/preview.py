@@ -51,39 +51,45 @@ def value_grid(t, text: str) -> ValueGrid:
     """Apply slice ``text`` to ``t`` and lay out at most MAX_ROWS x MAX_COLS cells.
 
     Results of more than two dimensions show their leading 2-D block; the
-    note says so. Labels are indices into the original tensor.
+    note says so. Labels are indices into the original tensor. Only the
+    cells shown are read (memory is bounded by the window, whatever the
+    tensor's length or layout); a tensor of a checkpoint file is checked
+    first and, if unedited, its window read with ``pread``.
     """
     import torch
 
     if t.is_meta:
         raise SliceError("tensor on the meta device has no values (open without -d meta to see them)")
+    if t.layout != torch.strided:
+        if t.numel() > MAX_ROWS * MAX_COLS * 64:
+            raise SliceError(f"a sparse tensor of {t.numel():,} elements is too large to lay out densely; "
+                             "its statistics cover its stored values")
+        t = t.to_dense()
     index = parse_slice(text)
     shape = tuple(t.shape)
     check_slice(index, shape)
     per_dim = _per_dim(index, len(shape))
     kept = [(d, s) for d, s in enumerate(per_dim) if isinstance(s, slice)]
-    labels = [list(range(shape[d]))[s] for d, s in kept]
+    labels = [range(shape[d])[s] for d, s in kept]  # ranges: nothing allocated per index
     out = t[tuple(per_dim)] if per_dim else t
-    if t.is_complex():
-        out = out.abs()
+    res_shape = tuple(out.shape)
     note = ""
     while out.dim() > 2:
         note = f"showing the leading 2-D block of a {out.dim()}-d result {list(out.shape)}"
         out = out[0]
         labels = labels[1:]
-    res_shape = tuple(t[tuple(per_dim)].shape) if per_dim else shape
     grid = ValueGrid(res_shape, note=note)
     if out.dim() == 0:
         grid.row_labels = [""]
         grid.col_labels = ["value"]
-        grid.cells = [[fmt_value(out.item())]]
+        grid.cells = [[fmt_value(_to_list(out))]]
         return grid
     if out.dim() == 1:
         n = out.shape[0]
-        lab = labels[-1] if labels else list(range(n))
+        lab = labels[-1] if labels else range(n)
         width = 8
         take = min(n, MAX_ROWS * width)
-        vals = _to_list(out[:take], torch)
+        vals = _to_list(out[:take])
         grid.col_labels = [f"+{i}" for i in range(min(width, n))]
         for r in range(0, take, width):
             grid.row_labels.append(str(lab[r]))
@@ -92,9 +98,9 @@ def value_grid(t, text: str) -> ValueGrid:
             grid.note = f"showing {take:,} of {n:,} values; narrow the slice to see more"
         return grid
     rows, cols = out.shape
-    rl, cl = (labels[-2], labels[-1]) if len(labels) >= 2 else (list(range(rows)), list(range(cols)))
+    rl, cl = (labels[-2], labels[-1]) if len(labels) >= 2 else (range(rows), range(cols))
     r_take, c_take = min(rows, MAX_ROWS), min(cols, MAX_COLS)
-    vals = _to_list(out[:r_take, :c_take], torch)
+    vals = _to_list(out[:r_take, :c_take])
     grid.row_labels = [str(x) for x in rl[:r_take]]
     grid.col_labels = [str(x) for x in cl[:c_take]]
     grid.cells = [[fmt_value(v) for v in row] for row in vals]
@@ -104,12 +110,46 @@ def value_grid(t, text: str) -> ValueGrid:
     return grid
 
 
-def _to_list(x, torch):
-    if x.is_floating_point() and x.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        x = x.float()
-    if x.dtype in (torch.bfloat16, torch.float16):
-        x = x.float()
-    return x.detach().cpu().tolist()
+def _to_list(x):
+    """The shown window's values as Python numbers (complex as magnitudes), read safely."""
+    import torch
+
+    from modeltui.core.reading import window
+
+    name = str(x.dtype).removeprefix("torch.")
+    try:
+        x = x.dequantize() if x.is_quantized else window(x.detach())
+        if name == "float4_e2m1fn_x2":
+            return _fp4_pairs(x)
+        if x.is_complex():
+            x = (x.to(torch.complex64) if x.dtype == torch.complex32 else x).abs()
+        if x.dtype in (torch.uint16, torch.uint32):
+            x = x.to(torch.int64)
+        if x.is_floating_point() and x.dtype not in (torch.float32, torch.float64):
+            x = x.float()
+        return x.detach().cpu().tolist()
+    except (RuntimeError, NotImplementedError, TypeError) as e:
+        from modeltui.core.errors import first_line
+
+        raise SliceError(f"torch cannot show the values of a {name} tensor ({first_line(e, 120)})") from None
+
+
+def _fp4_pairs(x):
+    """Each float4_e2m1fn_x2 element as ``"low/high"``: the two fp4 values its byte packs."""
+    from modeltui.core.stats import _FP4
+
+    def pair(b: int) -> str:
+        return f"{fmt_value(_FP4[b & 0xF])}/{fmt_value(_FP4[b >> 4])}"
+
+    raw = x.contiguous().view(__import__("torch").uint8).cpu()
+    shape = tuple(x.shape)
+    flat = [pair(b) for b in raw.reshape(-1).tolist()]
+    if not shape:
+        return flat[0]
+    if len(shape) == 1:
+        return flat
+    cols = shape[-1]
+    return [flat[i:i + cols] for i in range(0, len(flat), cols)]
 
 
 __all__ = ["ValueGrid", "value_grid", "SliceError", "fmt_value"]

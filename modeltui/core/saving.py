@@ -159,6 +159,8 @@ def save_opened(opened, path: str, *, overwrite_source: bool = False, not_saved:
     constants and non-persistent buffers).
     """
     dest = resolve_destination(path)
+    if opened.source is not None:
+        opened.source.check()  # never save values read from a file that changed underneath (FileChangedError)
     if not overwrite_source:
         conflict = conflict_reason(opened, dest)
         if conflict:

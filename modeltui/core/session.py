@@ -1,8 +1,20 @@
 """The editing session: every change to the model goes through here.
 
-It keeps undo/redo (only the tensors an edit touched, restored bit for bit),
-the unsaved state and a readable log, so the views can never disagree with
-the model.
+It keeps undo/redo, the unsaved state and a readable log, so the views can
+never disagree with the model. An edit records, for every tensor object it
+may touch, the object's data (an alias: same storage, shape, strides, dtype)
+and a copy of its values; for a module function (a custom initialiser) also
+every attribute slot of the modules it runs on (``_parameters``,
+``_buffers``, ``_modules`` and plain attributes). Undo puts back the objects
+and the data objects, then the values, so an initialiser that replaces a
+Parameter, sets ``.data`` to another shape or dtype, or fails half way is
+undone exactly. An undo that fails puts back what it had restored and
+leaves the edit on its stack.
+
+The unsaved mark (:attr:`Session.dirty`) follows the edits between the
+current state and the last save that touched state_dict tensors; edits of
+constants and non-persistent buffers, which no save can carry, are listed by
+:meth:`Session.unsaved_constants` instead.
 """
 
 from __future__ import annotations
@@ -13,6 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from modeltui.core.errors import ModelTuiError, first_line
+from modeltui.format import visible
+from modeltui.core.records import (
+    _DICTS, TensorState, _changed_slots, _put, _put_slots, _record, _restorable, _same_bits, _settle, _slot_tensors,
+    _snapshot_slots,
+)
 
 
 def _locked(method):
@@ -32,18 +49,27 @@ class EditError(ModelTuiError):
 
 @dataclass
 class Edit:
-    """One undoable change: the values it replaced, by tensor identity."""
+    """One undoable change: the tensor states and attribute slots it replaced."""
 
     description: str
-    saved: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # id -> (tensor, copy of other values)
+    saved: dict[int, TensorState] = field(default_factory=dict)  # by id of the tensor object
+    # (module, where, key, object): where is "_parameters", "_buffers", "_modules", "__dict__" or "_non_persistent"
+    slots: list[tuple[Any, str, Any, Any]] = field(default_factory=list)
     # a structural change (tie, untie, dtype cast): functions that redo / undo it
     redo_fn: Callable[[], Any] | None = None
     undo_fn: Callable[[], Any] | None = None
     held_bytes: int = 0  # memory kept alive by a structural change's undo record
+    state: bool = True  # changed tensors a save writes (state_dict entries)
+    constants: frozenset[str] = frozenset()  # names it changed that no save carries
 
     @property
     def nbytes(self) -> int:
-        return self.held_bytes + sum(c.numel() * c.element_size() for _, c in self.saved.values())
+        return self.held_bytes + sum(s.nbytes for s in self.saved.values())
+
+
+def in_state_dict(x) -> bool:
+    """True when a save writes tensor ``x`` (a :class:`TensorInfo`) under its own name."""
+    return x.kind in ("parameter", "tensor") or (x.kind == "buffer" and x.persistent)
 
 
 class Session:
@@ -56,7 +82,11 @@ class Session:
         self.undo_stack: list[Edit] = []
         self.redo_stack: list[Edit] = []
         self.log: list[str] = []
-        self._saved_marker: Edit | None = None  # top of undo_stack when last saved
+        # the saved state: the edit on top of the undo stack then (None: the bottom), plus what
+        # edits lost to a branch of history (undo past the save, then a new edit) changed
+        self._anchor: Edit | None = None
+        self._lost_state = False
+        self._lost_constants: frozenset[str] = frozenset()
         # edits, undo/redo and moves run in worker threads: one at a time
         self.lock = threading.RLock()
 
@@ -66,15 +96,49 @@ class Session:
     def model(self):
         return self.opened.model
 
+    def _path(self) -> list[Edit]:
+        """The edits between the saved state and now (applied since, or undone since)."""
+        if self._anchor is None:
+            return list(self.undo_stack)
+        for i, e in enumerate(self.undo_stack):
+            if e is self._anchor:
+                return self.undo_stack[i + 1:]
+        for j, e in enumerate(self.redo_stack):
+            if e is self._anchor:
+                return self.redo_stack[j:]
+        return []
+
     @property
     def dirty(self) -> bool:
-        """True when the model differs from what was opened or last saved."""
-        top = self.undo_stack[-1] if self.undo_stack else None
-        return top is not self._saved_marker
+        """True when state_dict tensors differ from what was opened or last saved."""
+        return self._lost_state or any(e.state for e in self._path())
+
+    def unsaved_constants(self) -> list[str]:
+        """Constants (and non-persistent buffers) changed since the last save: no save carries them."""
+        names = set(self._lost_constants)
+        for e in self._path():
+            names |= e.constants
+        return sorted(names)
 
     @_locked
     def mark_saved(self) -> None:
-        self._saved_marker = self.undo_stack[-1] if self.undo_stack else None
+        self._anchor = self.undo_stack[-1] if self.undo_stack else None
+        self._lost_state, self._lost_constants = False, frozenset()
+
+    def _branch(self) -> None:
+        """A new edit drops the redo stack: remember what the dropped part of the path changed."""
+        if self._anchor is not None and any(e is self._anchor for e in self.redo_stack):
+            lost = self._path()
+            self._lost_state = self._lost_state or any(e.state for e in lost)
+            self._lost_constants = self._lost_constants.union(*(e.constants for e in lost))
+            self._anchor = self.undo_stack[-1] if self.undo_stack else None
+        self.redo_stack.clear()
+
+    def _push(self, edit: Edit) -> None:
+        self._branch()
+        self.undo_stack.append(edit)
+        self.log.append(edit.description)
+        self._changed()
 
     def tensors(self, names: Iterable[str]) -> list[tuple[str, Any]]:
         """Unique tensors behind ``names`` (tied names give one tensor)."""
@@ -87,46 +151,73 @@ class Session:
                 out.append((n, t))
         return out
 
+    def check_files(self) -> None:
+        """Raise if the checkpoint file behind the model's tensors changed on disk (see ``TensorSource.check``)."""
+        if self.opened.source is not None:
+            self.opened.source.check()
+
     # ------------------------------------------------------------ edits
 
     @_locked
-    def apply(self, description: str, names: Iterable[str], change: Callable[[], Any], *, prune_unchanged: bool = False) -> Any:
+    def apply(self, description: str, names: Iterable[str], change: Callable[[], Any], *,
+              prune_unchanged: bool = False, modules: Iterable[Any] = ()) -> Any:
         """Run ``change`` (which modifies the tensors of ``names`` in place) as one edit.
 
-        On an exception every touched tensor is restored and an
-        :class:`EditError` is raised. ``prune_unchanged`` drops tensors the
-        change did not alter from the undo record (for module functions whose
-        reach is known only afterwards).
+        ``modules``: modules ``change`` runs on (a custom initialiser); every
+        tensor and attribute slot of their subtrees is recorded, so replacing
+        a Parameter, setting ``.data`` to another shape or dtype, or adding an
+        attribute is undone too. On an exception everything is rolled back
+        and an :class:`EditError` is raised. ``prune_unchanged`` drops what
+        the change did not alter from the undo record (for module functions
+        whose reach is known only afterwards); an edit that altered nothing
+        is refused.
         """
         import torch
 
+        from modeltui.core import filewatch
+
+        self.check_files()
         edit = Edit(description)
-        for _, t in self.tensors(names):
+        tensors = [t for _, t in self.tensors(names)]
+        slots = _snapshot_slots(modules)
+        known = {id(t) for t in tensors}
+        tensors += [t for t in _slot_tensors(slots) if id(t) not in known]
+        for t in tensors:
             if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):
-                raise EditError(f"'{description}': uninitialised lazy parameters cannot be edited; run a forward pass first")
+                if not slots:
+                    raise EditError(f"'{description}': uninitialised lazy parameters cannot be edited; run a forward pass first")
+                continue
             if t.is_meta:
                 raise EditError("tensors on the meta device have no values to edit")
-            edit.saved[id(t)] = (t, t.detach().clone())
+            edit.saved[id(t)] = _record(t)
+        for s in edit.saved.values():
+            filewatch.mark_written(s.t)
         try:
             with torch.no_grad():
                 result = change()
         except Exception as e:
-            self._restore(edit)
+            self._roll_back(edit, slots, description)
             if isinstance(e, ModelTuiError):
                 raise EditError(str(e)) from None
             raise EditError(f"{description} failed: {type(e).__name__}: {first_line(e)}; nothing was changed") from None
-        if prune_unchanged:
-            for key, (t, old) in list(edit.saved.items()):
-                if t.shape == old.shape and t.dtype == old.dtype and _same_bits(t, old):
-                    del edit.saved[key]
-        self.undo_stack.append(edit)
-        self.redo_stack.clear()
-        self.log.append(description)
-        self._changed()
+        edit.slots = _changed_slots(slots)
+        for key, s in list(edit.saved.items()):
+            kept = _settle(s, prune_unchanged)
+            if kept is None:
+                del edit.saved[key]
+            elif not _restorable(s):
+                self._roll_back(edit, slots, description)
+                raise EditError(f"{description} turned '{visible(self._name_of(s.t))}' into a {type(s.t.data).__name__} "
+                                f"({s.t.layout}) that cannot be changed back; nothing was changed")
+        if prune_unchanged and not edit.saved and not edit.slots:
+            raise EditError(f"{description} changed nothing")
+        edit.state, edit.constants = self._reach(edit)
+        self._push(edit)
         return result
 
     @_locked
-    def apply_structural(self, description: str, do: Callable[[], Any], undo: Callable[[], Any], *, held_bytes: int = 0) -> Any:
+    def apply_structural(self, description: str, do: Callable[[], Any], undo: Callable[[], Any], *,
+                         held_bytes: int = 0, state: bool = True) -> Any:
         """Run ``do`` (a change of which tensor objects the model holds) as one edit.
 
         ``undo`` must put back exactly what ``do`` replaced; ``do`` is called
@@ -135,6 +226,7 @@ class Session:
         """
         import torch
 
+        self.check_files()
         try:
             with torch.no_grad():
                 result = do()
@@ -147,10 +239,7 @@ class Session:
             if isinstance(e, ModelTuiError):
                 raise EditError(str(e)) from None
             raise EditError(f"{description} failed: {type(e).__name__}: {first_line(e)}; nothing was changed") from None
-        self.undo_stack.append(Edit(description, redo_fn=do, undo_fn=undo, held_bytes=held_bytes))
-        self.redo_stack.clear()
-        self.log.append(description)
-        self._changed()
+        self._push(Edit(description, redo_fn=do, undo_fn=undo, held_bytes=held_bytes, state=state))
         return result
 
     @_locked
@@ -159,12 +248,45 @@ class Session:
         self.log.append(description)
         self._changed()
 
-    def _restore(self, edit: Edit) -> None:
+    def _roll_back(self, edit: Edit, slots, description: str) -> None:
+        """Undo a failed change; if even that fails, say the model may be inconsistent."""
         import torch
 
-        with torch.no_grad():
-            for t, old in edit.saved.values():
-                t.copy_(old)
+        try:
+            with torch.no_grad():
+                _put_slots(_changed_slots(slots))
+                for s in edit.saved.values():
+                    _put(s)
+        except Exception as e:
+            raise EditError(f"{description} failed and could not be rolled back ({type(e).__name__}: {first_line(e)}): "
+                            "the model may be inconsistent; reopen it without saving") from None
+
+    def _name_of(self, t) -> str:
+        return next((n for n, u in self.opened.tensors.items() if u is t), "a tensor")
+
+    def _reach(self, edit: Edit) -> tuple[bool, frozenset[str]]:
+        """Whether ``edit`` changed what a save writes, and the names it changed that no save carries."""
+        info = self.opened.info
+        names: dict[int, list[str]] = {}
+        for n, t in self.opened.tensors.items():
+            if id(t) in edit.saved:
+                names.setdefault(id(t), []).append(n)
+        state = False
+        constants: set[str] = set()
+        for key in edit.saved:
+            xs = [info.tensors[n] for n in names.get(key, []) if n in info.tensors]
+            if not xs or any(in_state_dict(x) for x in xs):
+                state = True
+            else:
+                constants.update(x.name for x in xs)
+        for module, where, key, _ in edit.slots:
+            if where in ("_parameters", "_modules", "_non_persistent") or (where == "__dict__" and key in _DICTS) or (
+                    where == "_buffers" and key not in getattr(module, "_non_persistent_buffers_set", ())):
+                state = True
+            elif where == "__dict__":
+                constants.update(n for n, x in info.tensors.items() if x.kind == "constant" and x.attr == key
+                                 and self.model.get_submodule(x.module) is module)
+        return state, frozenset(constants)
 
     @_locked
     def undo(self) -> str:
@@ -177,25 +299,48 @@ class Session:
         return self._swap(self.redo_stack, self.undo_stack, "redo")
 
     def _swap(self, source: list[Edit], target: list[Edit], verb: str) -> str:
-        """Restore the top edit of ``source``, keeping the current values on ``target``."""
+        """Put back the top edit of ``source``, keeping what it replaces on ``target``.
+
+        The same :class:`Edit` object moves between the stacks (it marks the
+        saved state). If putting it back fails, what was put back is undone
+        and the edit stays on ``source``.
+        """
+        import torch
+
         if not source:
             raise EditError(f"nothing to {verb}")
+        self.check_files()
         edit = source.pop()
-        if edit.undo_fn is not None:
-            import torch
-
+        try:
             with torch.no_grad():
-                (edit.undo_fn if verb == "undo" else edit.redo_fn)()
-            target.append(edit)
-            self.log.append(f"{verb}: {edit.description}")
+                if edit.undo_fn is not None:
+                    (edit.undo_fn if verb == "undo" else edit.redo_fn)()
+                else:
+                    self._put_all(edit)
+        except Exception as e:
+            source.append(edit)
             self._changed()
-            return edit.description
-        current = Edit(edit.description, {k: (t, t.detach().clone()) for k, (t, _) in edit.saved.items()})
-        self._restore(edit)
-        target.append(current)
+            why = str(e) if isinstance(e, ModelTuiError) else f"{type(e).__name__}: {first_line(e)}"
+            raise EditError(f"{verb} of '{edit.description}' failed ({why}); the edit stays on the {verb} stack") from None
+        target.append(edit)
         self.log.append(f"{verb}: {edit.description}")
         self._changed()
         return edit.description
+
+    def _put_all(self, edit: Edit) -> None:
+        """Restore ``edit``'s slots and tensor states, storing in it what was there (all or nothing)."""
+        done_slots = _put_slots(edit.slots)
+        done: list[tuple[int, TensorState]] = []
+        try:
+            for key, s in edit.saved.items():
+                done.append((key, _put(s)))
+        except BaseException:
+            for _, back in reversed(done):
+                _put(back)
+            _put_slots(done_slots)
+            raise
+        edit.slots = done_slots
+        edit.saved = dict(done)
 
     @property
     def undo_bytes(self) -> int:
@@ -205,30 +350,4 @@ class Session:
         self.opened.refresh()
 
 
-def _same_bits(a, b) -> bool:
-    """True when ``a`` and ``b`` hold the same bits (NaN-safe; -0.0 differs from 0.0)."""
-    import torch
-
-    if a.device != b.device or a.dtype != b.dtype or tuple(a.shape) != tuple(b.shape):
-        return False
-    if not (a.is_floating_point() or a.is_complex()):
-        return torch.equal(a, b)
-    return torch.equal(*_wide_bits(a, b))
-
-
-def _wide_bits(a, b):
-    """Raw bytes of ``a`` and ``b`` viewed as the widest integer both allow.
-
-    Comparing int64 words is several times faster than comparing bytes.
-    """
-    import torch
-
-    ba = a.contiguous().reshape(-1).view(torch.uint8)
-    bb = b.contiguous().reshape(-1).view(torch.uint8)
-    for dt, size in ((torch.int64, 8), (torch.int32, 4), (torch.int16, 2)):
-        if ba.numel() % size == 0:
-            try:
-                return ba.view(dt), bb.view(dt)
-            except RuntimeError:  # storage offset not aligned for this width
-                continue
-    return ba, bb
+__all__ = ["Session", "Edit", "EditError", "TensorState", "in_state_dict", "_same_bits"]  # saving compares with _same_bits

@@ -3,6 +3,9 @@
 Chunks are upcast (float64 on CPU, float32 on accelerators) and their moments
 merged, so fp16/bf16 sums never overflow and 100M+ element tensors never need
 a full upcast copy. NaN and Inf are counted, never mixed into min/max/mean.
+Memory stays bounded by the chunk size for any layout (stride-0 dimensions
+are counted, not expanded), and tensors of a checkpoint file are read through
+:mod:`modeltui.core.reading` (the file is checked; unedited ones by ``pread``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from modeltui.core.errors import Cancelled, StatsError
+from modeltui.core.errors import Cancelled, ModelTuiError, StatsError, first_line
 
 CHUNK = 1 << 22  # elements per chunk: 32 MiB as float64
 SAMPLE = 1 << 20  # values drawn for quantiles
@@ -39,6 +42,7 @@ class TensorStats:
     hist_edges: list[float] = field(default_factory=list)  # len(counts) + 1 edges
     quantiles: dict[str, float] = field(default_factory=dict)  # from a sample of at most SAMPLE values
     sampled: bool = False  # True when quantiles come from a sample
+    note: str = ""  # what the figures describe when it is not simply the values (complex, sparse, quantized, fp4)
 
     @property
     def inf(self) -> int:
@@ -48,16 +52,78 @@ class TensorStats:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
-def _chunks(flat, size: int):
-    n = flat.numel()
-    for start in range(0, n, size):
-        yield flat[start:start + size]
+# dtypes torch declares but has no arithmetic for (packed layouts for custom kernels)
+_SHELL = tuple(f"{p}{n}" for p in ("uint", "int") for n in range(1, 8)) + ("bits1x8", "bits2x4", "bits4x2", "bits8", "bits16")
+# float4_e2m1fn_x2 packs two values per byte: sign, 2 exponent bits (bias 1), 1 mantissa bit
+_FP4 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0)
 
 
-def _flat(t):
-    if t.is_contiguous():
-        return t.reshape(-1)
-    return t.contiguous().reshape(-1)
+def _prepare(t, st: TensorStats):
+    """``t`` as a strided tensor to read, with ``st.note`` saying what the figures describe."""
+    import torch
+
+    name = st.dtype
+    if name in _SHELL:
+        raise StatsError(f"{name} is a packed dtype torch has no arithmetic for (custom kernels unpack it): no statistics")
+    if t.layout != torch.strided:
+        values = t.coalesce().values() if t.layout == torch.sparse_coo else t.values()
+        st.note = f"statistics of the {values.numel():,} stored values of a sparse tensor of {t.numel():,} elements (implicit zeros not counted)"
+        st.numel = values.numel()
+        return values
+    if t.is_quantized:
+        st.note = "statistics of the dequantized values"
+    elif t.is_complex():
+        st.note = "statistics of the magnitudes |z| of a complex tensor"
+    elif name == "float4_e2m1fn_x2":
+        st.note = "statistics of the unpacked fp4 values, two per float4_e2m1fn_x2 element"
+        st.numel = 2 * t.numel()
+    return t
+
+
+def _kind(t, name: str) -> str:
+    """How the converted chunks of ``t`` compare: "float", "int", "uint64" or "bool"."""
+    import torch
+
+    if t.is_quantized or t.is_complex() or t.is_floating_point() or name == "float4_e2m1fn_x2":
+        return "float"
+    if t.dtype == torch.bool:
+        return "bool"
+    return "uint64" if name == "uint64" else "int"
+
+
+def _convert(c, name: str):
+    """A chunk in a dtype with the kernels statistics need (exact for integers)."""
+    import torch
+
+    if c.is_complex():
+        return c.abs() if c.dtype != torch.complex32 else c.to(torch.complex64).abs()
+    if name in ("uint16", "uint32"):
+        return c.to(torch.int64)
+    if name == "float4_e2m1fn_x2":
+        u = c.view(torch.uint8)
+        lut = torch.tensor(_FP4, dtype=torch.float32, device=c.device)
+        return torch.cat([lut[(u & 0xF).long()], lut[(u >> 4).long()]])
+    if c.is_floating_point() and str(c.dtype).removeprefix("torch.") not in _NATIVE_FLOATS:
+        return c.float()  # float8 and friends lack most kernels
+    return c
+
+
+def _extremes(good, kind: str):
+    """Exact ``(min, max)`` of a non-empty chunk."""
+    import torch
+
+    if kind == "uint64":
+        s = good.view(torch.int64)
+        low, high = s[s >= 0], s[s < 0]  # values below / from 2**63
+        lo = int(low.min()) if low.numel() else int(high.min()) + (1 << 64)
+        hi = int(high.max()) + (1 << 64) if high.numel() else int(low.max())
+        return lo, hi
+    if kind == "int":
+        return good.min().item(), good.max().item()
+    if kind == "bool":
+        return int(good.min()), int(good.max())
+    a, b = torch.aminmax(good)
+    return float(a), float(b)
 
 
 def tensor_stats(
@@ -67,66 +133,83 @@ def tensor_stats(
     chunk: int = CHUNK,
     should_stop: Callable[[], bool] | None = None,
 ) -> TensorStats:
-    """Compute :class:`TensorStats` for ``t`` in chunks.
+    """Compute :class:`TensorStats` for ``t`` in chunks, in memory bounded by ``chunk``.
 
+    Works for every dtype torch computes with (integers exactly, unsigned
+    64-bit included; fp8; complex as magnitudes; sparse on the stored values;
+    quantized dequantized; the ``note`` says so) and raises
+    :class:`StatsError` with a plain reason otherwise. Dimensions of stride 0
+    are computed once and counted as often as they repeat. A tensor from a
+    checkpoint file is checked first (:class:`~modeltui.core.filewatch.FileChangedError`
+    when the file changed) and, if unedited, read with ``pread``.
     ``should_stop`` is polled between chunks; when it returns True the
     computation raises :class:`Cancelled`.
     """
     import torch
+
+    from modeltui.core.reading import chunks, narrow_repeats
 
     if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):
         raise StatsError("uninitialised lazy parameter: run a forward pass first (f, or -i/--input-shape)")
     if t.is_meta:
         raise StatsError("tensor on the meta device has no values")
     t = t.detach()
-    dtype = str(t.dtype).removeprefix("torch.")
-    if t.is_complex():
-        t = t.abs()
+    st = TensorStats(numel=t.numel(), dtype=str(t.dtype).removeprefix("torch."))
+    try:
+        return _compute(t, st, bins, chunk, should_stop, chunks, narrow_repeats)
+    except (StatsError, Cancelled, ModelTuiError):
+        raise
+    except (RuntimeError, NotImplementedError, TypeError, ValueError) as e:
+        raise StatsError(f"torch cannot compute statistics of a {st.dtype} tensor ({first_line(e, 120)})") from None
+
+
+def _compute(t, st: TensorStats, bins, chunk, should_stop, chunks, narrow_repeats) -> TensorStats:
+    import torch
+
+    t = _prepare(t, st)
+    name = st.dtype
+    t, repeat = narrow_repeats(t)
     acc = torch.float64 if t.device.type == "cpu" else torch.float32
     if t.device.type == "mps":
         acc = torch.float32
-    flat = _flat(t)
-    numel = flat.numel()
-    st = TensorStats(numel=numel, dtype=dtype)
-    if numel == 0:
+    if t.numel() == 0:
         return st
-    is_float = flat.is_floating_point()
-    is_bool = flat.dtype == torch.bool
-    exact_int = not is_float and not is_bool
+    read = chunks(t, chunk)
+    kind = _kind(t, name)
+    is_float = kind == "float"
 
-    # Pass 1, in the tensor's own dtype (cheap): NaN/Inf counts, zeros, min and max.
+    # Pass 1, in the chunk's own dtype (cheap): NaN/Inf counts, zeros, min and max.
     lo = hi = None
     finite = 0
-    for c in _chunks(flat, chunk):
+    for c in read():
         if should_stop is not None and should_stop():
             raise Cancelled()
+        c = _convert(c, name)
         good = _finite_part(c, st) if is_float else c
         st.zeros += int((good == 0).sum())
         n = good.numel()
         if n == 0:
             continue
         finite += n
-        if exact_int:
-            cmin, cmax = good.min().item(), good.max().item()
-        elif is_bool:
-            cmin, cmax = int(good.min()), int(good.max())
-        else:
-            a, b = torch.aminmax(good)
-            cmin, cmax = float(a), float(b)
+        cmin, cmax = _extremes(good, kind)
         lo = cmin if lo is None else min(lo, cmin)
         hi = cmax if hi is None else max(hi, cmax)
     st.finite = finite
     if not finite:
+        _scale(st, repeat)
         return st
-    # Pass 2, upcast: moments (merged per chunk, Chan et al.) and the histogram together.
+    # Pass 2, upcast: moments (merged per chunk, Chan et al.), the histogram and a quantile sample.
     edges, bins, hist_lo, hist_hi = _bins(float(lo), float(hi), bins, is_float)
-    counts = torch.zeros(bins, dtype=acc, device=flat.device)
+    counts = torch.zeros(bins, dtype=acc, device=t.device)
     has_bad = st.nan + st.posinf + st.neginf > 0
     count = 0
     mean = m2 = sumsq = 0.0
-    for c in _chunks(flat, chunk):
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    sample = []
+    for c in read():
         if should_stop is not None and should_stop():
             raise Cancelled()
+        c = _convert(c, name)
         if is_float and has_bad:
             c = c[torch.isfinite(c)]
         n = c.numel()
@@ -139,6 +222,7 @@ def tensor_stats(
         sumsq += float(torch.dot(x, x))
         if hi > lo:
             counts += torch.histc(x, bins=bins, min=hist_lo, max=hist_hi)
+        sample.append(_sample(x, n, finite, gen))
         total = count + n
         delta = cmean - mean
         mean += delta * n / total
@@ -147,14 +231,39 @@ def tensor_stats(
     st.min, st.max = lo, hi
     st.mean = mean
     st.std = math.sqrt(max(m2 / count, 0.0))
-    st.norm = math.sqrt(sumsq)
+    st.norm = math.sqrt(sumsq * repeat)
     if hi > lo:
         st.hist_counts, st.hist_edges = [int(v) for v in counts.tolist()], edges
     else:
         st.hist_counts, st.hist_edges = [count], [float(lo), float(hi)]
-    st.quantiles = _quantiles(flat, acc, is_float)
-    st.sampled = numel > SAMPLE
+    st.quantiles = _quantiles(torch.cat(sample) if sample else torch.empty(0, dtype=acc))
+    st.sampled = finite > SAMPLE
+    _scale(st, repeat)
     return st
+
+
+def _sample(x, n: int, finite: int, gen):
+    """This chunk's share of a uniform sample of at most SAMPLE values (all of them for small tensors)."""
+    import torch
+
+    if finite <= SAMPLE:
+        return x
+    k = max(1, round(SAMPLE * n / finite))
+    idx = torch.randint(0, n, (k,), generator=gen).to(x.device)
+    return x[idx]
+
+
+def _scale(st: TensorStats, repeat: int) -> None:
+    """Counts of a tensor whose elements each stand for ``repeat`` equal ones (stride-0 dimensions)."""
+    if repeat == 1:
+        return
+    st.finite *= repeat
+    st.zeros *= repeat
+    st.nan *= repeat
+    st.posinf *= repeat
+    st.neginf *= repeat
+    st.hist_counts = [c * repeat for c in st.hist_counts]
+    st.sampled = st.sampled or st.finite > SAMPLE
 
 
 def _finite_part(c, st: TensorStats):
@@ -181,19 +290,10 @@ def _bins(lo: float, hi: float, bins: int, is_float: bool):
     return edges, bins, lo, hi
 
 
-def _quantiles(flat, acc, is_float: bool) -> dict[str, float]:
+def _quantiles(x) -> dict[str, float]:
+    """Quantiles of the finite sample ``x`` (already upcast)."""
     import torch
 
-    n = flat.numel()
-    if n > SAMPLE:
-        g = torch.Generator(device="cpu").manual_seed(0)
-        idx = torch.randint(0, n, (SAMPLE,), generator=g).to(flat.device)
-        x = flat[idx]
-    else:
-        x = flat
-    x = x.float().to(acc) if (is_float and x.element_size() == 1) else x.to(acc)
-    if is_float:
-        x = x[torch.isfinite(x)]
     if x.numel() == 0:
         return {}
     if x.numel() > 1 << 24:  # torch.quantile's limit

@@ -22,6 +22,9 @@ ITEMSIZE: dict[str, float] = {
 
 KINDS = ("parameter", "buffer", "constant", "tensor")
 
+# ``--json`` lists at most this many other names of a tied tensor; ``tied_count`` has them all
+TIED_JSON_MAX = 16
+
 
 @dataclass(slots=True)
 class TensorInfo:
@@ -37,7 +40,29 @@ class TensorInfo:
     requires_grad: bool = False
     has_grad: bool = False
     persistent: bool = True  # False for non-persistent buffers (not in state_dict)
-    tied_with: list[str] = field(default_factory=list)
+    # every name of the same tensor, this one included: one tuple shared by the
+    # whole group (empty when untied), so N names of one tensor cost O(N), not O(N²)
+    group: tuple[str, ...] = ()
+
+    @property
+    def tied_with(self) -> list[str]:
+        """The other names of the same tensor (O(group size) per call: prefer ``tied_count``)."""
+        return [o for o in self.group if o != self.name]
+
+    @property
+    def tied_count(self) -> int:
+        """How many other names share this tensor."""
+        return len(self.group) - 1 if self.group else 0
+
+    def some_tied(self, limit: int) -> list[str]:
+        """At most ``limit`` other names of the same tensor, in group order."""
+        out: list[str] = []
+        for o in self.group:
+            if len(out) >= limit:
+                break
+            if o != self.name:
+                out.append(o)
+        return out
 
     @property
     def numel(self) -> int:
@@ -62,7 +87,8 @@ class TensorInfo:
             "dtype": self.dtype,
             "device": self.device,
             "requires_grad": self.requires_grad,
-            "tied_with": list(self.tied_with),
+            "tied_with": self.some_tied(TIED_JSON_MAX),
+            "tied_count": self.tied_count,
         }
 
 
@@ -172,7 +198,7 @@ def from_state_dict_entries(
     last_path, last_mod = None, root
     for name, shape, dtype, device in entries:
         mod_path, _, attr = name.rpartition(".")
-        tensors[name] = TensorInfo(name, mod_path, attr, "tensor", shape, dtype, device, False, False, True, [])
+        tensors[name] = TensorInfo(name, mod_path, attr, "tensor", shape, dtype, device, False, False, True)
         if mod_path != last_path:
             last_path, last_mod = mod_path, module_for(mod_path)
         last_mod.tensors.append(name)
@@ -224,8 +250,9 @@ def finish(info: ModelInfo, identity: dict[str, Any] | None, counted_kinds: tupl
         groups.setdefault(identity[name], []).append(name)
     info.tied_groups = [g for g in groups.values() if len(g) > 1]
     for g in info.tied_groups:
+        shared = tuple(g)
         for n in g:
-            info.tensors[n].tied_with = [o for o in g if o != n]
+            info.tensors[n].group = shared
 
     counted = {n for n, t in info.tensors.items() if t.kind in counted_kinds}
     seen: set[Any] = set()

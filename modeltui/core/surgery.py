@@ -155,10 +155,14 @@ def _untie_module(session, info, model, path: str) -> str:
         return _swap(session, desc, [(modules, attr, new)], held_bytes=_nbytes(list(new.parameters()) + list(new.buffers())))
     prefix = path + "."
     slots, seen = [], set()
+    outside: dict[int, bool] = {}  # per tied group (one tuple shared by its names): reaches outside the module?
     for n, t in info.tensors.items():
-        if not n.startswith(prefix) or t.kind not in TIEABLE:
+        if not n.startswith(prefix) or t.kind not in TIEABLE or not t.group:
             continue
-        if any(not o.startswith(prefix) for o in t.tied_with):
+        reaches = outside.get(id(t.group))
+        if reaches is None:
+            reaches = outside[id(t.group)] = any(not o.startswith(prefix) for o in t.group)
+        if reaches:
             owner = model.get_submodule(t.module)
             if (id(owner), t.attr) not in seen:
                 seen.add((id(owner), t.attr))
@@ -171,6 +175,8 @@ def _untie_module(session, info, model, path: str) -> str:
 def _own_copies(session, slots, desc: str) -> str:
     """Give each ``(module, attr)`` parameter an independent copy of its values."""
     from torch import nn
+
+    session.check_files()  # the copies read the values: never from a file that changed underneath
 
     news = [(owner._parameters, attr, nn.Parameter(owner._parameters[attr].detach().clone(),
                                                    requires_grad=owner._parameters[attr].requires_grad))
@@ -237,17 +243,19 @@ def cast(session, dtype_name: str) -> str:
     old_grads = [t.grad for t in todo]
     held = _nbytes(old_data)
 
+    # from the current data (a device move since keeps its placement); undo restores the
+    # exact old bits, on whatever device the tensor is now
     def do():
-        for t, d, g in zip(todo, old_data, old_grads):
-            t.data = d.to(dtype)
-            if g is not None:
-                t.grad = g.to(dtype)
+        for t in todo:
+            t.data = t.data.to(dtype)
+            if t.grad is not None:
+                t.grad = t.grad.to(dtype)
 
     def undo():
         for t, d, g in zip(todo, old_data, old_grads):
-            t.data = d
+            t.data = d if d.device == t.device else d.to(t.device)
             if g is not None or t.grad is not None:
-                t.grad = g
+                t.grad = g if g is None or g.device == t.device else g.to(t.device)
 
     desc = f"cast {len(todo)} tensor(s) to {dtype_name}"
     session.apply_structural(desc, do, undo, held_bytes=held)
@@ -274,6 +282,7 @@ def move(session, device: str, *, progress: Callable[[int, int], None] | None = 
         dev = resolve_device(device)
     except ModelTuiError as e:
         raise EditError(str(e)) from None
+    session.check_files()
     model = session.model
     tensors = _unique_tensors(model)
     if any(isinstance(t, nn.parameter.UninitializedTensorMixin) for t in tensors):

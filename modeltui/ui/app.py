@@ -263,10 +263,15 @@ def run_app(request: OpenRequest) -> int:
     from modeltui.cli import RECURSION_LIMIT
 
     # models nested 1,000 deep walk deep in the workers too: room for the frames and their C stack
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
+    old_limit, old_stack = sys.getrecursionlimit(), threading.stack_size()
+    sys.setrecursionlimit(max(old_limit, RECURSION_LIMIT))
     threading.stack_size(64 << 20)
-    app = ModelTuiApp(request=request)
-    code = app.run()
+    try:
+        app = ModelTuiApp(request=request)
+        code = app.run()
+    finally:
+        sys.setrecursionlimit(old_limit)
+        threading.stack_size(old_stack)
     if app.load_error:
         sys.stderr.write(f"modeltui: error: {visible(app.load_error)}\n")
         code = 2

@@ -97,5 +97,7 @@ def test_an_internal_crash_never_exits_zero(monkeypatch):
 
     monkeypatch.setattr(MainScreen, "show_model", boom)
     monkeypatch.setattr(app_module.ModelTuiApp, "run", lambda self: App.run(self, headless=True))
-    code = app_module.run_app("sample_models.book:make_param_net")
+    from modeltui.core.request import OpenRequest
+
+    code = app_module.run_app(OpenRequest.make("sample_models.book:make_param_net"))
     assert code != 0

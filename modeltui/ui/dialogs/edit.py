@@ -10,19 +10,6 @@ from modeltui.format import visible
 from modeltui.ui.dialogs.base import Dialog
 
 
-def not_saved_note(info, name: str) -> str:
-    """Why an edit of ``name`` will not reach a saved file ("" when it will)."""
-    x = info.tensors.get(name)
-    if x is None:
-        return ""
-    if x.kind == "constant":
-        return (f"{visible(x.attr)} is a constant (a plain tensor attribute): it is not part of the state_dict, so a save "
-                "will not keep this edit. The model uses the new values until you quit.")
-    if x.kind == "buffer" and not x.persistent:
-        return f"{visible(x.attr)} is a non-persistent buffer: it is not part of the state_dict, so a save will not keep this edit."
-    return ""
-
-
 class EditDialog(Dialog[str]):
     """An assignment over a slice of the selected tensor: ``[0, 0] = 42``."""
 
@@ -39,9 +26,11 @@ class EditDialog(Dialog[str]):
     def body(self) -> ComposeResult:
         yield Label("[slice] op value   e.g.  [0, 0] = 42   [:] += 1   *= 0.5   [1] = 0   [..., -1] = nan")
         yield Input(placeholder="[0, 0] = 42", id="expr", compact=True)
-        note = not_saved_note(self.session.opened.info, self.tensor_name)
+        from modeltui.core.editing import not_saved_reason
+
+        note = not_saved_reason(self.session, self.tensor_name)
         if note:
-            yield Static(Text(note, style="bold yellow"), id="not-saved")
+            yield Static(Text(note + "; the model uses the new values until you quit", style="bold yellow"), id="not-saved")
 
     def submit(self) -> None:
         expr = self.query_one("#expr", Input).value

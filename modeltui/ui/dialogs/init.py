@@ -39,10 +39,10 @@ def new_seed() -> int:
     return fresh_seed()
 
 
-def needs_matrix(name: str) -> bool:
-    """True for initialisers that refuse tensors of fewer than 2 dimensions (xavier, kaiming, orthogonal…)."""
+def default_filter(name: str) -> str:
+    """"weights" for initialisers that refuse tensors of fewer than 2 dimensions (xavier, kaiming…), else "all"."""
     init = REGISTRY.get(name)
-    return init is not None and init.ranks[0] >= 2
+    return init.default_filter if init is not None else "all"
 
 
 class InitDialog(Dialog):
@@ -77,7 +77,7 @@ class InitDialog(Dialog):
         yield Input(mem.get("args", {}).get(name, ""), placeholder="", id="args", compact=True)
         yield Label("custom function (pkg.module:func; a module function is applied with .apply)", id="custom-label")
         yield Input(mem.get("custom", ""), placeholder="e.g. sample_models.book:my_init", id="custom", disabled=True, compact=True)
-        which = mem["which"] if mem.get("which_set") else ("weights" if needs_matrix(name) else "all")
+        which = mem["which"] if mem.get("which_set") else default_filter(name)
         with Horizontal(classes="row"):
             with Vertical():
                 yield Label("which tensors")
@@ -123,12 +123,12 @@ class InitDialog(Dialog):
         if box.value == self._prefill:  # untouched since we filled it: show this initialiser's last arguments
             self._prefill = box.value = self.memory.get("args", {}).get(name, "")
         if not self._filter_touched and self.tensor is None:
-            self.query_one("#which", Select).value = "weights" if needs_matrix(name) else "all"
+            self.query_one("#which", Select).value = default_filter(name)
 
     @on(Select.Changed, "#which")
     def _which_changed(self, event: Select.Changed) -> None:
         name = str(self.query_one("#init", Select).value)
-        default = "weights" if needs_matrix(name) else "all"
+        default = default_filter(name)
         if event.value != default:
             self._filter_touched = True
 

@@ -47,7 +47,7 @@ class TieDialog(Dialog[str]):
     def _is_tied(self, name: str) -> bool:
         info = self.session.opened.info
         if name in info.tensors:
-            return bool(info.tensors[name].tied_with)
+            return bool(info.tensors[name].tied_count)
         return bool(name in info.modules and name and info.modules[name].shared_with)
 
     def on_mount(self) -> None:

@@ -173,8 +173,8 @@ class MainScreen(Screen):
     def _non_finite(self, event: TensorPanel.NonFinite) -> None:
         info = self.opened.info if self.opened is not None else None
         x = info.tensors.get(event.tensor) if info is not None else None
-        names = [event.tensor] + (x.tied_with if x is not None and not event.grad else [])
-        for name in names[:1000]:  # tied names hold the same values
+        names = [event.tensor] + (x.some_tied(1000) if x is not None and not event.grad else [])
+        for name in names:  # tied names hold the same values
             self.tree.mark_bad(name)
 
     @on(TensorPanel.SliceChosen)

@@ -16,9 +16,8 @@ MAX_REPR = 400
 
 def tied_text(x: TensorInfo, limit: int = MAX_TIED_SHOWN) -> str:
     """``a, b, c and 4,997 others`` (a pickle can give one tensor thousands of names)."""
-    names = x.tied_with
-    shown = ", ".join(visible(n, limit=60) for n in names[:limit])
-    return shown + (f" and {len(names) - limit:,} others" if len(names) > limit else "")
+    shown = ", ".join(visible(n, limit=60) for n in x.some_tied(limit))
+    return shown + (f" and {x.tied_count - limit:,} others" if x.tied_count > limit else "")
 
 
 class ModulePanel(Vertical):

@@ -55,6 +55,8 @@ def stats_text(st: TensorStats) -> Text:
     row("zeros", f"{st.zeros:,} ({100 * st.zeros / max(st.numel, 1):.1f}%)")
     row("NaN", f"{st.nan:,}", "bold red" if st.nan else "")
     row("Inf", f"{st.inf:,}" + (f" (+{st.posinf:,} / -{st.neginf:,})" if st.inf else ""), "bold red" if st.inf else "")
+    if getattr(st, "note", ""):
+        t.append(f"{st.note}\n", style="italic cyan")
     if st.quantiles:
         q = st.quantiles
         row("p1/p50", f"{num(q.get('p1'))} / {num(q.get('p50'))}")
@@ -210,7 +212,7 @@ class TensorPanel(Vertical):
         t.append(f"  {x.kind}  ", style="dim")
         t.append(fmt_shape(x.shape), style="green")
         t.append(f"  {x.dtype}  {x.device}  {fmt_count(x.numel)} elements", style="dim")
-        if x.tied_with:
+        if x.tied_count:
             from modeltui.ui.widgets.module_panel import tied_text
 
             t.append(f"  tied with {tied_text(x)}", style="yellow")

@@ -47,7 +47,7 @@ def module_label(m: ModuleInfo, info: ModelInfo, bad: set[str], outputs: dict | 
         t.append(f" {visible(m.type, limit=NAME_LIMIT)}", style="cyan")
     t.append(f" {fmt_count(m.params)}", style="dim")
     marks = ""
-    if m.shared_with or any(info.tensors[n].tied_with for n in m.tensors):
+    if m.shared_with or any(info.tensors[n].tied_count for n in m.tensors):
         marks += TIED
     if any(_frozen(info.tensors[n]) for n in m.tensors):
         marks += FROZEN
@@ -77,7 +77,7 @@ def tensor_label(x: TensorInfo, bad: set[str]) -> Text:
     if x.kind in ("buffer", "constant"):
         t.append(f" {x.kind}", style="dim italic")
     marks = ""
-    if x.tied_with:
+    if x.tied_count:
         marks += TIED
     if _frozen(x):
         marks += FROZEN

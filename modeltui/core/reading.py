@@ -1,0 +1,113 @@
+"""Read a tensor's values in bounded memory, from memory or (when unedited) from its file.
+
+Statistics and the values pane never copy a whole tensor:
+
+- dimensions of stride 0 (``torch.zeros(1).expand(10**9)``) are narrowed to
+  one element and counted ``repeat`` times (:func:`narrow_repeats`);
+- :func:`chunks` yields the elements as 1-D chunks of at most ``chunk``
+  elements (order unspecified), copying only non-contiguous blocks;
+- a tensor whose bytes come from a mapped checkpoint file that nobody edited
+  is read with ``pread`` (:mod:`modeltui.core.filewatch`), after checking that
+  the file has not changed; one that was edited is read from memory after
+  the same check.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from modeltui.core import filewatch
+
+WINDOW_BLOCK = 1 << 18  # elements per block when a file-backed tensor has gaps (index arrays cost 24 B/element)
+
+
+def narrow_repeats(t):
+    """``(t narrowed to one element along every stride-0 dimension, how many times each element repeats)``."""
+    repeat = 1
+    for d, (size, stride) in enumerate(zip(t.shape, t.stride())):
+        if stride == 0 and size > 1:
+            t = t.narrow(d, 0, 1)
+            repeat *= size
+    return t, repeat
+
+
+def is_dense(t) -> bool:
+    """True when ``t``'s elements fill ``numel`` consecutive storage slots exactly (any order)."""
+    dims = sorted((stride, size) for size, stride in zip(t.shape, t.stride()) if size != 1)
+    expected = 1
+    for stride, size in dims:
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _blocks(shape: tuple[int, ...], limit: int) -> Iterator[tuple]:
+    """Index tuples cutting a tensor of ``shape`` into blocks of at most ``limit`` elements."""
+    if not shape:
+        yield ()
+        return
+    inner = 1
+    for s in shape[1:]:
+        inner *= s
+    if inner <= limit:
+        rows = max(1, limit // max(inner, 1))
+        for i in range(0, shape[0], rows):
+            yield (slice(i, min(i + rows, shape[0])),)
+        return
+    for i in range(shape[0]):
+        for rest in _blocks(shape[1:], limit):
+            yield (i,) + rest
+
+
+def source_location(t):
+    """:func:`filewatch.check_tensor` for a plain strided CPU tensor (checks its file), else None."""
+    import torch
+
+    if t.layout != torch.strided or t.is_quantized:
+        return None
+    return filewatch.check_tensor(t)
+
+
+def chunks(t, chunk: int) -> Callable[[], Iterator]:
+    """A function returning a fresh iterator over ``t``'s elements in 1-D chunks (call it once per pass).
+
+    ``t`` must be strided and free of stride-0 dimensions (see
+    :func:`narrow_repeats`); a quantized tensor comes out dequantized. Its file, if it has one, is checked on every
+    call; unedited file-backed tensors are read with ``pread``.
+    """
+    n = t.numel()
+
+    def located():
+        loc = source_location(t)
+        return loc if loc is not None and loc.clean else None
+
+    if is_dense(t) and not t.is_quantized:
+        def dense():
+            loc = located()
+            flat = t.as_strided((n,), (1,)) if n else t.reshape(-1)
+            for start in range(0, n, chunk):
+                count = min(chunk, n - start)
+                yield filewatch.read_span(loc, t, start, count) if loc is not None else flat[start:start + count]
+        return dense
+
+    def blocked():
+        loc = located()
+        limit = min(chunk, WINDOW_BLOCK) if loc is not None else chunk
+        for idx in _blocks(tuple(t.shape), limit):
+            block = t[idx]
+            if block.is_quantized:
+                yield block.dequantize().reshape(-1)
+            elif loc is not None:
+                yield filewatch.read_window(filewatch.locate(block), block).reshape(-1)
+            else:
+                yield block.reshape(-1)
+    return blocked
+
+
+def window(t):
+    """A small tensor's values as a fresh copy, read safely: ``pread`` when it is an unedited file view."""
+    loc = source_location(t)
+    if loc is not None and loc.clean:
+        return filewatch.read_window(loc, t)
+    return t
