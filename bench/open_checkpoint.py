@@ -66,7 +66,7 @@ CHILD = r"""
 import sys, gc
 sys.path.insert(0, {root!r})
 import torch
-from modeltui.core.checkpoints import open_checkpoint
+from modeltui.core.readers import open_checkpoint
 gc.collect()
 def status(key):
     for line in open("/proc/self/status"):
@@ -98,7 +98,7 @@ def main() -> None:
 
     import torch
 
-    from modeltui.core.checkpoints import open_checkpoint
+    from modeltui.core.readers import open_checkpoint
 
     tmp = None
     folder = args.dir

@@ -17,6 +17,7 @@ import os
 import sys
 
 from modeltui import __version__
+from modeltui.core.limits import RECURSION_LIMIT
 from modeltui.format import visible
 
 EPILOG = """\
@@ -44,11 +45,6 @@ Code stored in a checkpoint (pickled classes, TorchScript) never runs unless
 you pass --trust. Import paths, -i forward passes and custom initialisers run
 your own code: that is what they are for.
 """
-
-#: Python frames allowed in headless runs: torch walks and calls modules recursively, so a model
-#: nested ~1,000 deep needs ~3,000 frames; crashes start near 12,000 on an 8 MB stack
-RECURSION_LIMIT = 8000
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2

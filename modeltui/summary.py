@@ -71,7 +71,7 @@ def print_summary(info: ModelInfo, *, depth: int | None = None, file=None) -> No
     limit = _depth_limit(info, depth)
 
     kind = "module" if info.kind == "module" else "state_dict (no architecture)"
-    console.print(Text.assemble(("modeltui ", "bold"), (visible(info.target, limit=300), "bold cyan"), f"  [{kind}]"))
+    console.print(Text.assemble(("modeltui ", "bold"), (visible(info.label, limit=300), "bold cyan"), f"  [{kind}]"))
     constants = [t for t in info.tensors.values() if t.kind == "constant"]
     head = f"params {fmt_count(info.total_params)} ({info.total_params:,})"
     if info.kind == "module":

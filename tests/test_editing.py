@@ -247,3 +247,17 @@ def test_forward_hooks_do_not_change_results():
 def test_session_refuses_checkpoint_without_architecture(ckpts):
     with pytest.raises(EditError, match="no architecture"):
         Session(open_target(ckpts["model.safetensors"]))
+
+
+def test_weights_filter_skips_what_a_matrix_initialiser_cannot_take():
+    """Issue 10 item 17: xavier on a block with the weights filter applies to its matrices and says what it skipped."""
+    from modeltui.core.editing import initialise
+
+    s = Session(open_target("sample_models.zoo:TinyGPT"))
+    before = s.opened.tensor("blocks.0.ln1.weight").clone()
+    report = initialise(s, "xavier_uniform_", module="blocks.0", which="weights", seed=1)
+    assert "blocks.0.ln1.weight" in report.skipped and "blocks.0.ln1.weight" not in report.names
+    assert any(n.endswith("weight") and s.opened.tensor(n).dim() == 2 for n in report.names)
+    assert torch.equal(s.opened.tensor("blocks.0.ln1.weight"), before)
+    with pytest.raises(InitError, match="at least 2"):
+        initialise(s, "xavier_uniform_", module="blocks.0", which="all", seed=1)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from modeltui.core import open_target
-from modeltui.core.inspect import dtype_name
+from modeltui.core.tensors import dtype_name
 
 FORMATS_FULL = ["state_dict.pt", "legacy.pt", "model.safetensors"]
 FORMATS_PLAIN = ["plain.safetensors", "sharded_safetensors", "sharded_bin", "dcp"]
@@ -84,7 +84,7 @@ def test_safetensors_listing_does_not_import_torch(ckpts):
     import sys
 
     code = (
-        "import sys; from modeltui.core.checkpoints import open_checkpoint; "
+        "import sys; from modeltui.core.readers import open_checkpoint; "
         f"info, m, s = open_checkpoint({ckpts['model.safetensors']!r}); "
         "assert len(info.tensors) > 10; print('torch' in sys.modules)"
     )

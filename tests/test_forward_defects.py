@@ -145,7 +145,7 @@ class Chatty(nn.Module):
 
 
 def test_a_huge_extra_repr_is_cut():
-    from modeltui.core.inspect import MAX_EXTRA_REPR, from_module
+    from modeltui.core.describe import MAX_EXTRA_REPR, from_module
 
     info, _ = from_module(Chatty(), "chatty")
     text = info.root.extra_repr

@@ -13,7 +13,7 @@ def modules_after(code: str) -> set[str]:
 
 
 def test_core_imports_neither_textual_nor_rich():
-    mods = modules_after("import modeltui.core, modeltui.core.targets, modeltui.core.stats, modeltui.core.checkpoints, modeltui.core.inspect")
+    mods = modules_after("import modeltui.core, modeltui.core.targets, modeltui.core.stats, modeltui.core.readers, modeltui.core.describe")
     assert not any(m == "textual" or m.startswith("textual.") for m in mods)
     assert not any(m == "rich" or m.startswith("rich.") for m in mods)
 

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from modeltui.core import open_module, open_target
-from modeltui.core.checkpoints import DictSource, find_state_dict
-from modeltui.core.container import Container
+from modeltui.core.readers import DictSource, find_state_dict
+from modeltui.core.readers.containers import Container
 from modeltui.core.editable import make_editable
 from modeltui.core.save_checks import default_save_path, save_conflict
 from modeltui.core.saving import SaveError, save_opened, save_state_dict

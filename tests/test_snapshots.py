@@ -43,7 +43,7 @@ def test_state_dict_checkpoint_screen(snap_compare, tmp_path):
 
     torch.save(model_for_checkpoints().state_dict(), tmp_path / "tiny.pt")
     opened = open_target(str(tmp_path / "tiny.pt"))
-    opened.info.target = "tiny.pt"
+    opened.info.label = "tiny.pt"
 
     async def run_before(pilot):
         await _wait(pilot)

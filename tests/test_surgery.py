@@ -237,7 +237,7 @@ def test_bare_checkpoints_become_editable_without_touching_the_file(ckpts, kind,
 
 
 def test_key_clash_refuses_editing_clearly():
-    from modeltui.core.checkpoints import DictSource, state_dict_info
+    from modeltui.core.readers import DictSource, state_dict_info
     from modeltui.core.editable import NotEditable, make_editable
     from modeltui.core.targets import Opened
 

@@ -49,7 +49,7 @@ def test_import_path_forms(project, target):
     o = open_target(target)
     assert o.info.kind == "module"
     assert o.info.tensors["fc.weight"].shape == (2, 3)
-    assert o.info.target == target
+    assert o.info.label == target
 
 
 def test_file_path_target_from_elsewhere(project, tmp_path):

@@ -6,7 +6,7 @@ import torch
 from textual.widgets import Button, Input, Select
 
 from modeltui.core import open_target
-from modeltui.core.session import _same_bits
+from modeltui.core.tensors import same_bits
 from modeltui.ui.app import ModelTuiApp
 from modeltui.ui.dialogs import Confirm, DeviceDialog, SaveDialog, TieDialog
 from modeltui.ui.widgets import HeaderBar, ModuleTree, NodeRef
@@ -91,7 +91,7 @@ async def test_save_dialog_writes_verifies_clears_mark_and_asks_before_overwrite
         assert float(listed.tensor("pos.weight")[0, 0]) == 7.0
         sd = app.opened.model.state_dict()
         assert set(listed.info.tensors) == set(sd)
-        assert all(_same_bits(listed.tensor(k), v) for k, v in sd.items())  # bit for bit through the UI
+        assert all(same_bits(listed.tensor(k), v) for k, v in sd.items())  # bit for bit through the UI
         listed.close()
         # change again, save to the same path: confirm first; "n" keeps the file
         before = out.read_bytes()
@@ -179,7 +179,7 @@ async def test_save_converts_a_bare_checkpoint(tmp_path, ckpts):
         assert not isinstance(app.screen, SaveDialog)
     a, b = open_target(str(src)), open_target(str(tmp_path / "state_dict.safetensors"))
     assert set(a.info.tensors) == set(b.info.tensors)
-    assert all(_same_bits(a.tensor(k), b.tensor(k)) for k in a.info.tensors)
+    assert all(same_bits(a.tensor(k), b.tensor(k)) for k in a.info.tensors)
     assert sorted(map(sorted, a.info.tied_groups)) == sorted(map(sorted, b.info.tied_groups)) != []
 
 

@@ -26,7 +26,7 @@ def make_editable(opened) -> None:
     import torch
     from torch import nn
 
-    from modeltui.core.inspect import KeyPrefix, from_module
+    from modeltui.core.describe import KeyPrefix, from_module
 
     opened.source.check()  # a file truncated or rewritten since it was opened cannot be edited
     info = opened.info
@@ -60,7 +60,7 @@ def make_editable(opened) -> None:
             p = nn.Parameter(t, requires_grad=False)
             params[first] = p
         mod._parameters[attr] = p
-    new, tensors = from_module(root, info.target)
+    new, tensors = from_module(root, info.label)
     new.metadata = info.metadata
     new.warnings = info.warnings
     opened.info, opened.tensors, opened.model = new, tensors, root
@@ -68,6 +68,6 @@ def make_editable(opened) -> None:
 
 def is_bare(opened) -> bool:
     """True for a checkpoint without an architecture (editable or not yet)."""
-    from modeltui.core.inspect import KeyPrefix
+    from modeltui.core.describe import KeyPrefix
 
     return opened.model is None or isinstance(opened.model, KeyPrefix)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from modeltui.core.errors import ModelTuiError
 from modeltui.core.initializers import (
@@ -12,6 +12,7 @@ from modeltui.core.initializers import (
 )
 from modeltui.core.session import EditError, Session
 from modeltui.core.slicing import SliceError, check_slice, parse_slice
+from modeltui.core.tensors import dtype_name, is_lazy
 from modeltui.format import visible
 
 
@@ -28,6 +29,7 @@ class InitReport:
     before: dict[str, Moments]
     after: dict[str, Moments]
     seed: int | None = None  # the seed the initialiser ran with (in the description and the log too)
+    skipped: list[str] = field(default_factory=list)  # weights the filter left out (fewer dimensions than it needs)
 
 
 def fresh_seed() -> int:
@@ -95,8 +97,14 @@ def initialise(session: Session, init_name: str, raw_args: dict[str, str] | None
     if not sel.names:
         raise InitError(f"{init_name}: no tensor matches the selection (filter '{which}'" + (f", class {module_class}" if module_class else "") + ")")
     pairs = session.tensors(sel.names)
+    if which == "weights" and tensor is None and init.min_rank > 1:
+        # the weights filter skips what a matrix initialiser cannot take (a LayerNorm's 1-d weight)
+        sel.skipped = [n for n, t in pairs if not is_lazy(t) and t.dim() < init.min_rank]
+        pairs = [(n, t) for n, t in pairs if n not in sel.skipped]
+        if not pairs:
+            raise InitError(f"{init_name} needs tensors of at least {init.min_rank} dimensions; every weight selected has fewer")
     for name, t in pairs:
-        if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):
+        if is_lazy(t):
             raise InitError(f"{init_name}: '{name}' is an uninitialised lazy parameter; run a forward pass first")
         why = init.fits(t)
         if why:
@@ -116,7 +124,7 @@ def initialise(session: Session, init_name: str, raw_args: dict[str, str] | None
 
     session.apply(desc, [n for n, _ in pairs], change)
     after = {n: _moments(t) for n, t in session.tensors([n for n, _ in pairs])}
-    return InitReport(desc, [n for n, _ in pairs], before, after, seed)
+    return InitReport(desc, [n for n, _ in pairs], before, after, seed, sel.skipped)
 
 
 def initialise_custom(session: Session, path: str, *, module: str | None = None, tensor: str | None = None,
@@ -146,7 +154,7 @@ def initialise_custom(session: Session, path: str, *, module: str | None = None,
         sub = session.model.get_submodule(root) if root else session.model
         names = [n for n, t in info.tensors.items() if t.kind in ("parameter", "tensor") and (not root or t.module == root or t.module.startswith(root + "."))]
         pairs = session.tensors(names)
-        before = {n: _moments(t) for n, t in pairs if not _lazy(t)}
+        before = {n: _moments(t) for n, t in pairs if not is_lazy(t)}
         desc = _describe(f"{path} (applied to modules)", [root or "(root)"], seed)
         session.apply(desc, names, lambda: _seeded(seed, lambda: sub.apply(fn)), prune_unchanged=True, modules=[sub])
     else:
@@ -169,14 +177,8 @@ def initialise_custom(session: Session, path: str, *, module: str | None = None,
     changed = session.undo_stack[-1]
     now = {n: session.opened.tensors[n] for n, _ in pairs if n in session.opened.tensors}  # a slot may be gone
     touched = [n for n, t in pairs if id(t) in changed.saved or now.get(n) is not t]
-    after = {n: _moments(now[n]) for n in touched if n in now and not _lazy(now[n])}
+    after = {n: _moments(now[n]) for n in touched if n in now and not is_lazy(now[n])}
     return InitReport(desc, touched, before, after, seed)
-
-
-def _lazy(t) -> bool:
-    import torch
-
-    return isinstance(t, torch.nn.parameter.UninitializedTensorMixin)
 
 
 # ---------------------------------------------------------------- value edits
@@ -213,7 +215,7 @@ def edit_values(session: Session, name: str, expr: str) -> str:
 
     slice_text, op, value = parse_assignment(expr)
     (tname, t), = session.tensors([name])
-    if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):
+    if is_lazy(t):
         raise EditError(f"'{name}' is an uninitialised lazy parameter; run a forward pass first")
     try:
         index = parse_slice(slice_text) if slice_text else ()
@@ -228,12 +230,12 @@ def edit_values(session: Session, name: str, expr: str) -> str:
             raise EditError(f"'{name}' is a bool tensor: assign True or False")
     elif not (dtype.is_floating_point or dtype.is_complex):
         if isinstance(value, float):
-            raise EditError(f"'{name}' is {str(dtype).removeprefix('torch.')}: {value!r} is not a whole number")
+            raise EditError(f"'{name}' is {dtype_name(dtype)}: {value!r} is not a whole number")
         if op == "/=":
-            raise EditError(f"'{name}' is {str(dtype).removeprefix('torch.')}: /= would not stay an integer; use a float tensor")
+            raise EditError(f"'{name}' is {dtype_name(dtype)}: /= would not stay an integer; use a float tensor")
         info = torch.iinfo(dtype)
         if op == "=" and not info.min <= int(value) <= info.max:
-            raise EditError(f"{value} does not fit in {str(dtype).removeprefix('torch.')} ({info.min}..{info.max})")
+            raise EditError(f"{value} does not fit in {dtype_name(dtype)} ({info.min}..{info.max})")
     if op == "/=" and value == 0:
         raise EditError("division by zero")
     desc = f"{name}{slice_text} {op} {value}"
@@ -252,7 +254,7 @@ def edit_values(session: Session, name: str, expr: str) -> str:
         elif op == "/=":
             view.div_(value)
         if dtype.is_floating_point and was_finite and math.isfinite(float(value)) and not bool(torch.isfinite(view).all()):
-            raise EditError(f"{desc} overflows {str(dtype).removeprefix('torch.')}; nothing was changed")
+            raise EditError(f"{desc} overflows {dtype_name(dtype)}; nothing was changed")
 
     session.apply(desc, [name], change)
     return desc

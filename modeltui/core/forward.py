@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from modeltui.core.errors import Cancelled, ModelTuiError
 from modeltui.core.inputs import InputSpec, build_inputs
+from modeltui.core.tensors import is_lazy
 
 
 @dataclass(slots=True)
@@ -27,7 +28,6 @@ class ModuleRecord:
     """What one module produced in the last forward pass."""
 
     shapes: list[tuple[int, ...]]  # one per tensor in its output
-    dtypes: list[str]
     ms: float  # wall time including its children
     calls: int = 1
 
@@ -68,7 +68,7 @@ def model_device(model):
     import torch
 
     for t in model.parameters():
-        if not isinstance(t, torch.nn.parameter.UninitializedTensorMixin):
+        if not is_lazy(t):
             return t.device
     for t in model.buffers():
         return t.device
@@ -136,7 +136,7 @@ def run_forward(
     """
     import torch
 
-    from modeltui.core.inspect import walk_modules
+    from modeltui.core.describe import walk_modules
 
     if not specs:
         raise ModelTuiError("give at least one input shape, e.g. 2,20")
@@ -177,13 +177,12 @@ def run_forward(
         ts: list = []
         _tensors_in(output, "", ts, [])
         shapes = [tuple(t.shape) for t in ts]
-        dtypes = [str(t.dtype).removeprefix("torch.") for t in ts]
         for p in paths.get(id(mod), ()):
             old = result.records.get(p)
             if old is None:
-                result.records[p] = ModuleRecord(shapes, dtypes, ms)
+                result.records[p] = ModuleRecord(shapes, ms)
             else:
-                old.shapes, old.dtypes = shapes, dtypes
+                old.shapes = shapes
                 old.ms += ms
                 old.calls += 1
 
@@ -243,7 +242,7 @@ def _shown_path(path: str, limit: int = 120) -> str:
 
 
 def _find(model, key):
-    from modeltui.core.inspect import walk_modules
+    from modeltui.core.describe import walk_modules
 
     for _, m in walk_modules(model):
         if id(m) == key:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from modeltui.core.errors import ModelTuiError
+from modeltui.core.tensors import dtype_name
 
 NONLINEARITIES = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
                   "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu")
@@ -59,7 +60,7 @@ class Initializer:
                 want = f"a {lo}-d tensor" if lo == hi else f"a {lo}-d to {hi}-d tensor"
             return f"{self.name} needs {want}, not {t.dim()}-d {list(t.shape)}"
         if self.float_only and not t.is_floating_point():
-            return f"{self.name} needs a floating-point tensor, not {str(t.dtype).removeprefix('torch.')}"
+            return f"{self.name} needs a floating-point tensor, not {dtype_name(t.dtype)}"
         if self.name == "sparse_" and t.dim() == 2 and t.shape[0] == 0:
             return "sparse_ needs at least one row"
         return None

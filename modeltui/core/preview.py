@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from modeltui.core.slicing import SliceError, check_slice, parse_slice
+from modeltui.core.tensors import dtype_name
 
 MAX_ROWS = 200
 MAX_COLS = 40
@@ -114,9 +115,9 @@ def _to_list(x):
     """The shown window's values as Python numbers (complex as magnitudes), read safely."""
     import torch
 
-    from modeltui.core.reading import window
+    from modeltui.core.readers.reading import window
 
-    name = str(x.dtype).removeprefix("torch.")
+    name = dtype_name(x.dtype)
     try:
         x = x.dequantize() if x.is_quantized else window(x.detach())
         if name == "float4_e2m1fn_x2":

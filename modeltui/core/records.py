@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from modeltui.core.tensors import same_bits
+
 _MISSING = object()  # a slot that did not exist
 _DICTS = ("_parameters", "_buffers", "_modules")
 
@@ -58,10 +60,10 @@ def _settle(s: TensorState, prune: bool) -> TensorState | None:
     t = s.t
     grad = t.grad if t.is_leaf else None
     if _data_key(t) == _data_key(s.data):
-        if prune and t.requires_grad == s.requires_grad and grad is s.grad and _same_bits(t.detach(), s.values):
+        if prune and t.requires_grad == s.requires_grad and grad is s.grad and same_bits(t.detach(), s.values):
             return None
         return s
-    if _same_bits(s.data, s.values):
+    if same_bits(s.data, s.values):
         s.values = None  # the old storage was not written: swapping it back restores the values
     return s
 
@@ -183,35 +185,3 @@ def _put_slots(slots) -> list[tuple[Any, str, Any, Any]]:
         else:
             d[key] = obj
     return back
-
-
-# ---------------------------------------------------------------- comparing bits
-
-
-def _same_bits(a, b) -> bool:
-    """True when ``a`` and ``b`` hold the same bits (NaN-safe; -0.0 differs from 0.0)."""
-    import torch
-
-    if a.device != b.device or a.dtype != b.dtype or tuple(a.shape) != tuple(b.shape):
-        return False
-    if not (a.is_floating_point() or a.is_complex()):
-        return torch.equal(a, b)
-    return torch.equal(*_wide_bits(a, b))
-
-
-def _wide_bits(a, b):
-    """Raw bytes of ``a`` and ``b`` viewed as the widest integer both allow.
-
-    Comparing int64 words is several times faster than comparing bytes.
-    """
-    import torch
-
-    ba = a.contiguous().reshape(-1).view(torch.uint8)
-    bb = b.contiguous().reshape(-1).view(torch.uint8)
-    for dt, size in ((torch.int64, 8), (torch.int32, 4), (torch.int16, 2)):
-        if ba.numel() % size == 0:
-            try:
-                return ba.view(dt), bb.view(dt)
-            except RuntimeError:  # storage offset not aligned for this width
-                continue
-    return ba, bb

@@ -25,7 +25,7 @@ def classify_target(target: str) -> str:
     left, sep, _ = target.rpartition(":")
     if sep and left and not left.endswith(("/", "\\")):
         return IMPORT
-    from modeltui.core.checkpoints import CHECKPOINT_EXTS
+    from modeltui.core.readers import CHECKPOINT_EXTS
 
     if target.endswith(CHECKPOINT_EXTS + (".json",)) or os.sep in target or "/" in target:
         raise TargetError(f"{target}: no such file or folder")

@@ -20,6 +20,7 @@ import os
 from typing import Any
 
 from modeltui.core.errors import ModelTuiError
+from modeltui.core.tensors import dtype_name, is_lazy
 from modeltui.format import visible
 
 SAFETENSORS = (".safetensors",)
@@ -56,13 +57,13 @@ def check_tensors(sd: dict[str, Any], safetensors: bool) -> None:
     """Refuse, before writing, values that are not tensors, have no values, or that the format cannot store."""
     import torch
 
-    from modeltui.core.inspect import dtype_name
+    from modeltui.core.tensors import dtype_name
 
     for name, t in sd.items():
         shown = visible(name, limit=200)
         if not isinstance(t, torch.Tensor):
             raise SaveError(f"'{shown}' is not a tensor; nothing was written")
-        if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):
+        if is_lazy(t):
             raise SaveError(f"'{shown}' is a lazy parameter that has no shape yet: run a forward pass first "
                             "(f in the app, or -i SHAPE on the command line); nothing was written")
         if t.is_meta:
@@ -70,7 +71,7 @@ def check_tensors(sd: dict[str, Any], safetensors: bool) -> None:
         if not safetensors:
             continue
         if t.layout != torch.strided:
-            raise SaveError(f"safetensors cannot store {str(t.layout).removeprefix('torch.')} tensors ('{shown}'): "
+            raise SaveError(f"safetensors cannot store {dtype_name(t.layout)} tensors ('{shown}'): "
                             "save as .pt; nothing was written")
         if safetensors_code(t.dtype) is None:
             raise SaveError(f"safetensors cannot store {dtype_name(t.dtype)} ('{shown}'): save as .pt; nothing was written")
@@ -78,9 +79,9 @@ def check_tensors(sd: dict[str, Any], safetensors: bool) -> None:
 
 def safetensors_code(dtype) -> str | None:
     """The safetensors dtype code of a torch dtype (``torch.float32`` -> ``"F32"``), None if it has none."""
-    from modeltui.core.safetensors_header import DTYPES
+    from modeltui.core.readers.safetensors import DTYPES
 
-    name = str(dtype).removeprefix("torch.")
+    name = dtype_name(dtype)
     for code, (torch_name, _) in DTYPES.items():
         if torch_name == name:
             return code

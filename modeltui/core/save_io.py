@@ -25,6 +25,7 @@ from typing import Any
 
 from modeltui.core.errors import first_line
 from modeltui.core.save_checks import SaveError, safetensors_code
+from modeltui.core.tensors import same_bits
 from modeltui.format import visible
 
 
@@ -87,14 +88,13 @@ def tensor_parts(t) -> tuple[tuple, list]:
 
 def compare_tensor(name: str, got, want) -> None:
     """Raise :class:`SaveError` unless ``got`` holds exactly what ``want`` holds."""
-    from modeltui.core.inspect import dtype_name
-    from modeltui.core.session import _same_bits
+    from modeltui.core.tensors import dtype_name
 
     want = want.detach().to("cpu")
     if tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype or got.layout != want.layout:
         raise SaveError(f"verification failed: '{name}' came back as {list(got.shape)} {dtype_name(got.dtype)}")
     (gd, gp), (wd, wp) = tensor_parts(got), tensor_parts(want)
-    if gd != wd or not all(_same_bits(a.contiguous(), b.contiguous()) for a, b in zip(gp, wp)):
+    if gd != wd or not all(same_bits(a.contiguous(), b.contiguous()) for a, b in zip(gp, wp)):
         raise SaveError(f"verification failed: the values of '{name}' differ after writing")
 
 
@@ -156,7 +156,7 @@ def verify_torch(tmp: str, want: Any, ties: list[tuple[tuple, tuple]], *, truste
     """
     import torch
 
-    from modeltui.core.inspect import tensor_identity
+    from modeltui.core.tensors import tensor_identity
 
     try:
         got = torch.load(tmp, map_location="cpu", mmap=True, weights_only=not trusted)
@@ -174,8 +174,8 @@ def verify_safetensors(tmp: str, sd: Mapping[str, Any], aliases: dict[str, str])
     """Header through both our validator and safetensors' own; values through a mapped view."""
     from safetensors import safe_open
 
-    from modeltui.core.checkpoints import SafetensorsSource
-    from modeltui.core.safetensors_header import read_header
+    from modeltui.core.readers import SafetensorsSource
+    from modeltui.core.readers.safetensors import read_header
 
     entries, metadata = read_header(tmp)
     with safe_open(tmp, framework="pt") as f:  # the library itself must accept the file

@@ -132,8 +132,8 @@ def _container_for(opened, dest: str):
 
     import torch
 
-    from modeltui.core.checkpoints import find_state_dict
-    from modeltui.core.container import Container
+    from modeltui.core.readers import find_state_dict
+    from modeltui.core.readers.containers import Container
 
     name = visible(os.path.basename(dest))
     try:
@@ -183,7 +183,7 @@ def save_opened(opened, path: str, *, overwrite_source: bool = False, not_saved:
 
 def _dedupe(sd: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """Keep one name per shared tensor; return (kept tensors, alias -> kept name)."""
-    from modeltui.core.inspect import tensor_identity
+    from modeltui.core.tensors import tensor_identity
 
     kept: dict[str, Any] = {}
     first: dict[Any, str] = {}

@@ -27,9 +27,10 @@ from typing import Any, Callable, Iterable
 from modeltui.core.errors import ModelTuiError, first_line
 from modeltui.format import visible
 from modeltui.core.records import (
-    _DICTS, TensorState, _changed_slots, _put, _put_slots, _record, _restorable, _same_bits, _settle, _slot_tensors,
+    _DICTS, TensorState, _changed_slots, _put, _put_slots, _record, _restorable, _settle, _slot_tensors,
     _snapshot_slots,
 )
+from modeltui.core.tensors import is_lazy
 
 
 def _locked(method):
@@ -174,7 +175,7 @@ class Session:
         """
         import torch
 
-        from modeltui.core import filewatch
+        from modeltui.core.readers import filewatch
 
         self.check_files()
         edit = Edit(description)
@@ -183,7 +184,7 @@ class Session:
         known = {id(t) for t in tensors}
         tensors += [t for t in _slot_tensors(slots) if id(t) not in known]
         for t in tensors:
-            if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):
+            if is_lazy(t):
                 if not slots:
                     raise EditError(f"'{description}': uninitialised lazy parameters cannot be edited; run a forward pass first")
                 continue
@@ -350,4 +351,4 @@ class Session:
         self.opened.refresh()
 
 
-__all__ = ["Session", "Edit", "EditError", "TensorState", "in_state_dict", "_same_bits"]  # saving compares with _same_bits
+__all__ = ["Session", "Edit", "EditError", "TensorState", "in_state_dict"]

@@ -17,8 +17,6 @@ class SliceError(ModelTuiError):
 
 _INT = re.compile(r"^[+-]?\d+$")
 
-Index = int | slice | type(Ellipsis)
-
 
 def parse_slice(text: str) -> tuple:
     """Parse ``"[0, :10]"`` (brackets optional) into a tuple of int/slice/Ellipsis."""
@@ -84,13 +82,6 @@ def check_slice(index: tuple, shape: tuple[int, ...]) -> None:
             size = shape[d]
             if not -size <= item < size:
                 raise SliceError(f"index {item} is out of range for dimension {d} of size {size}")
-
-
-def apply_slice(t, text: str):
-    """``t[parse_slice(text)]`` with bounds checked and a clear error."""
-    index = parse_slice(text)
-    check_slice(index, tuple(t.shape))
-    return t[index] if index else t
 
 
 def default_slice(shape: tuple[int, ...] | None) -> str:

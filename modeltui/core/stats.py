@@ -5,7 +5,7 @@ merged, so fp16/bf16 sums never overflow and 100M+ element tensors never need
 a full upcast copy. NaN and Inf are counted, never mixed into min/max/mean.
 Memory stays bounded by the chunk size for any layout (stride-0 dimensions
 are counted, not expanded), and tensors of a checkpoint file are read through
-:mod:`modeltui.core.reading` (the file is checked; unedited ones by ``pread``).
+:mod:`modeltui.core.readers.reading` (the file is checked; unedited ones by ``pread``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from modeltui.core.errors import Cancelled, ModelTuiError, StatsError, first_line
+from modeltui.core.tensors import dtype_name, is_lazy
 
 CHUNK = 1 << 22  # elements per chunk: 32 MiB as float64
 SAMPLE = 1 << 20  # values drawn for quantiles
@@ -47,9 +48,6 @@ class TensorStats:
     @property
     def inf(self) -> int:
         return self.posinf + self.neginf
-
-    def to_json(self) -> dict:
-        return {k: getattr(self, k) for k in self.__slots__}
 
 
 # dtypes torch declares but has no arithmetic for (packed layouts for custom kernels)
@@ -103,7 +101,7 @@ def _convert(c, name: str):
         u = c.view(torch.uint8)
         lut = torch.tensor(_FP4, dtype=torch.float32, device=c.device)
         return torch.cat([lut[(u & 0xF).long()], lut[(u >> 4).long()]])
-    if c.is_floating_point() and str(c.dtype).removeprefix("torch.") not in _NATIVE_FLOATS:
+    if c.is_floating_point() and dtype_name(c.dtype) not in _NATIVE_FLOATS:
         return c.float()  # float8 and friends lack most kernels
     return c
 
@@ -145,16 +143,15 @@ def tensor_stats(
     ``should_stop`` is polled between chunks; when it returns True the
     computation raises :class:`Cancelled`.
     """
-    import torch
 
-    from modeltui.core.reading import chunks, narrow_repeats
+    from modeltui.core.readers.reading import chunks, narrow_repeats
 
-    if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):
+    if is_lazy(t):
         raise StatsError("uninitialised lazy parameter: run a forward pass first (f, or -i/--input-shape)")
     if t.is_meta:
         raise StatsError("tensor on the meta device has no values")
     t = t.detach()
-    st = TensorStats(numel=t.numel(), dtype=str(t.dtype).removeprefix("torch."))
+    st = TensorStats(numel=t.numel(), dtype=dtype_name(t.dtype))
     try:
         return _compute(t, st, bins, chunk, should_stop, chunks, narrow_repeats)
     except (StatsError, Cancelled, ModelTuiError):
@@ -270,7 +267,7 @@ def _finite_part(c, st: TensorStats):
     """The finite values of float chunk ``c``; NaN and ±Inf are counted into ``st``."""
     import torch
 
-    if str(c.dtype).removeprefix("torch.") not in _NATIVE_FLOATS:
+    if dtype_name(c.dtype) not in _NATIVE_FLOATS:
         c = c.float()  # float8 and friends lack most kernels
     fin = torch.isfinite(c)
     if bool(fin.all()):

@@ -20,7 +20,6 @@ ITEMSIZE: dict[str, float] = {
     "float4_e2m1fn_x2": 1, "qint8": 1, "quint8": 1, "qint32": 4,
 }
 
-KINDS = ("parameter", "buffer", "constant", "tensor")
 
 # ``--json`` lists at most this many other names of a tied tensor; ``tied_count`` has them all
 TIED_JSON_MAX = 16
@@ -116,9 +115,9 @@ class ModuleInfo:
 
 @dataclass
 class ModelInfo:
-    """Everything the screen and ``--json`` show about an opened target."""
+    """Everything the screen and ``--json`` show about an opened model or checkpoint."""
 
-    target: str
+    label: str
     kind: str  # "module" | "state_dict"
     modules: dict[str, ModuleInfo]
     tensors: dict[str, TensorInfo]
@@ -142,7 +141,7 @@ class ModelInfo:
     def to_json(self) -> dict[str, Any]:
         """The stable ``--json`` contract (see README)."""
         return {
-            "target": self.target,
+            "target": self.label,
             "kind": self.kind,
             "total_params": self.total_params,
             "trainable_params": self.trainable_params,
@@ -154,18 +153,13 @@ class ModelInfo:
         }
 
 
-def natural_key(name: str) -> tuple:
-    """Sort ``blocks.2`` before ``blocks.10``."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in name.split("."))
-
-
 def _last_key(path: str) -> tuple:
     last = path.rpartition(".")[2]
     return (0, int(last), "") if last.isdigit() else (1, 0, last)
 
 
 def from_state_dict_entries(
-    target: str,
+    label: str,
     entries: Iterable[tuple[str, tuple[int, ...], str, str]],
     *,
     aliases: dict[str, str] | None = None,
@@ -228,7 +222,7 @@ def from_state_dict_entries(
             stack.extend(reversed(m.children))
         modules = ordered
         tensors = {n: tensors[n] for m in modules.values() for n in m.tensors}
-    info = ModelInfo(target, "state_dict", modules, tensors, metadata=dict(metadata or {}), warnings=list(warnings or []))
+    info = ModelInfo(label, "state_dict", modules, tensors, metadata=dict(metadata or {}), warnings=list(warnings or []))
     finish(info, keys, counted_kinds=("tensor",))
     return info
 

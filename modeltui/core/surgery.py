@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from modeltui.core.errors import Cancelled, ModelTuiError
 from modeltui.core.session import EditError
+from modeltui.core.tensors import dtype_name, is_lazy
 
 CAST_DTYPES = ("float32", "bfloat16", "float16", "float64")
 TIEABLE = ("parameter", "tensor")  # "tensor": an entry of a checkpoint made editable
@@ -44,33 +45,33 @@ def _unshown(name: str) -> str:
     return "" if name == "(root)" else name
 
 
-def plan_tie(session, source: str, target: str) -> list[tuple[str, str]]:
-    """``(source, target)`` parameter names: which target parameters become which source ones; refuses mismatches."""
+def plan_tie(session, source: str, dest: str) -> list[tuple[str, str]]:
+    """``(source, dest)`` parameter names: which parameters of ``dest`` become which of ``source``; refuses mismatches."""
     info = session.opened.info
-    source, target = source.strip(), target.strip()
-    if not source or not target:
+    source, dest = source.strip(), dest.strip()
+    if not source or not dest:
         raise EditError("give both a source and a target (a module path or a parameter name)")
-    source, target = _unshown(source), _unshown(target)
-    ks, kt = _what(info, source), _what(info, target)
-    if source == target:
+    source, dest = _unshown(source), _unshown(dest)
+    ks, kd = _what(info, source), _what(info, dest)
+    if source == dest:
         raise EditError("the source and the target are the same")
     pairs: list[tuple[str, str]] = []
-    if ks == "tensor" and kt == "tensor":
-        pairs = [(source, target)]
-    elif ks == "module" and kt == "module":
-        if target.startswith(source + ".") or source.startswith(target + ".") or "" in (source, target):
+    if ks == "tensor" and kd == "tensor":
+        pairs = [(source, dest)]
+    elif ks == "module" and kd == "module":
+        if dest.startswith(source + ".") or source.startswith(dest + ".") or "" in (source, dest):
             raise EditError("one module contains the other: tie parameters or sibling modules instead")
-        sp, tp = _subtree_params(info, source), _subtree_params(info, target)
+        sp, tp = _subtree_params(info, source), _subtree_params(info, dest)
         pairs = [(sp[rel], tp[rel]) for rel in tp if rel in sp]
         if not pairs:
-            raise EditError(f"'{_shown(source)}' and '{_shown(target)}' have no parameters with the same names to tie")
+            raise EditError(f"'{_shown(source)}' and '{_shown(dest)}' have no parameters with the same names to tie")
     else:
-        tensor, module = (source, target) if ks == "tensor" else (target, source)
+        tensor, module = (source, dest) if ks == "tensor" else (dest, source)
         attr = info.tensors[tensor].attr
         own = f"{module}.{attr}" if module else attr
         if own not in info.tensors:
             raise EditError(f"module '{_shown(module)}' has no parameter named '{attr}' to tie with '{tensor}'")
-        pairs = [(source, own)] if ks == "tensor" else [(own, target)]
+        pairs = [(source, own)] if ks == "tensor" else [(own, dest)]
     for s, t in pairs:
         _check_pair(session, info, s, t)
     if all(session.opened.tensor(s) is session.opened.tensor(t) for s, t in pairs):
@@ -85,14 +86,13 @@ def _subtree_params(info, path: str) -> dict[str, str]:
 
 
 def _check_pair(session, info, s: str, t: str) -> None:
-    from torch import nn
 
     for n in (s, t):
         if info.tensors[n].kind not in TIEABLE:
             raise EditError(f"'{n}' is a {info.tensors[n].kind}, not a parameter: only parameters can be tied")
     ps, pt = session.opened.tensor(s), session.opened.tensor(t)
     for n, p in ((s, ps), (t, pt)):
-        if isinstance(p, nn.parameter.UninitializedTensorMixin):
+        if is_lazy(p):
             raise EditError(f"'{n}' is an uninitialised lazy parameter: run a forward pass first")
     if tuple(ps.shape) != tuple(pt.shape):
         raise EditError(f"cannot tie '{t}' {list(pt.shape)} to '{s}' {list(ps.shape)}: the shapes differ")
@@ -103,12 +103,12 @@ def _check_pair(session, info, s: str, t: str) -> None:
 
 
 def _dt(t) -> str:
-    return str(t.dtype).removeprefix("torch.")
+    return dtype_name(t.dtype)
 
 
-def tie(session, source: str, target: str) -> str:
-    """Make ``target`` use ``source``'s Parameter objects; returns the edit's description."""
-    pairs = plan_tie(session, source, target)
+def tie(session, source: str, dest: str) -> str:
+    """Make ``dest`` (the dialog's "target") use ``source``'s Parameter objects; returns the edit's description."""
+    pairs = plan_tie(session, source, dest)
     model = session.model
     slots = []
     for s, t in pairs:
@@ -117,7 +117,7 @@ def tie(session, source: str, target: str) -> str:
     if len(pairs) == 1:
         desc = f"tie {pairs[0][1]} to {pairs[0][0]}"
     else:
-        desc = f"tie {len(pairs)} parameters of {_shown(target)} to {_shown(source)}"
+        desc = f"tie {len(pairs)} parameters of {_shown(dest)} to {_shown(source)}"
     return _swap(session, desc, slots)
 
 
@@ -225,7 +225,6 @@ def _unique_tensors(model) -> list[Any]:
 def cast(session, dtype_name: str) -> str:
     """Cast every floating-point parameter and buffer to ``dtype_name`` (undoable)."""
     import torch
-    from torch import nn
 
     if dtype_name not in CAST_DTYPES:
         raise EditError(f"cannot cast to '{dtype_name}': choose one of {', '.join(CAST_DTYPES)}")
@@ -233,7 +232,7 @@ def cast(session, dtype_name: str) -> str:
     model = session.model
     todo = []
     for t in _unique_tensors(model):
-        if isinstance(t, nn.parameter.UninitializedTensorMixin):
+        if is_lazy(t):
             raise EditError("the model has uninitialised lazy parameters: run a forward pass before casting")
         if t.is_floating_point() and t.dtype != dtype:
             todo.append(t)
@@ -274,7 +273,6 @@ def move(session, device: str, *, progress: Callable[[int, int], None] | None = 
     so far go back and the error is raised: nothing moves.
     """
     import torch
-    from torch import nn
 
     from modeltui.core.devices import resolve_device
 
@@ -285,7 +283,7 @@ def move(session, device: str, *, progress: Callable[[int, int], None] | None = 
     session.check_files()
     model = session.model
     tensors = _unique_tensors(model)
-    if any(isinstance(t, nn.parameter.UninitializedTensorMixin) for t in tensors):
+    if any(is_lazy(t) for t in tensors):
         raise EditError("the model has uninitialised lazy parameters: run a forward pass before moving it")
     if dev.type == "meta":
         raise EditError("moving to meta would drop every value; open the target with -d meta instead")

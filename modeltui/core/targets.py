@@ -16,7 +16,7 @@ from typing import Any
 from modeltui.core.errors import ModelTuiError, TargetError
 from modeltui.core.forward import model_device
 from modeltui.core.inputs import InputSpec
-from modeltui.core.ptfiles import ensure_cwd_importable
+from modeltui.core.readers.torchfile import ensure_cwd_importable
 from modeltui.core.request import DEMO_IMPORT, OpenRequest, classify_target
 from modeltui.core.structure import ModelInfo
 from modeltui.core.weights import WeightsReport, load_weights
@@ -54,10 +54,10 @@ class Opened:
     def refresh(self) -> None:
         """Rebuild ``info`` after the model changed (module targets only)."""
         if self.model is not None:
-            from modeltui.core.inspect import from_module
+            from modeltui.core.describe import from_module
 
             old = self.info
-            self.info, self.tensors = from_module(self.model, old.target)
+            self.info, self.tensors = from_module(self.model, old.label)
             self.info.metadata = old.metadata
             keep = [w for w in old.warnings if "lazy parameter" not in w]
             self.info.warnings = keep + [w for w in self.info.warnings if w not in keep]
@@ -210,9 +210,9 @@ def open_request(request: OpenRequest) -> Opened:
     path = None
     warnings: list[str] = []
     if request.is_checkpoint:
-        from modeltui.core.checkpoints import read_checkpoint
+        from modeltui.core.readers import read_checkpoint
 
-        ck = read_checkpoint(request.target, trust=request.trust, target=shown)
+        ck = read_checkpoint(request.target, trust=request.trust, label=shown)
         path = os.path.abspath(request.target)
         model = ck.module
         if model is None:
@@ -273,7 +273,7 @@ def _prepare(model, shown: str, *, weights, dev, input_specs, trust, strict: boo
         if not result.ok:
             shapes = " and ".join(f"[{s}]" for s in input_specs)
             raise TargetError(f"forward pass with input {shapes} failed: {result.error}")
-    from modeltui.core.inspect import from_module
+    from modeltui.core.describe import from_module
 
     info, tensors = from_module(model, shown)
     info.warnings = warnings + info.warnings

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modeltui.core.errors import CheckpointError, ModelTuiError, TargetError, first_line
+from modeltui.core.tensors import is_lazy
 
 # mantissa bits (with the implicit one) of float dtypes: integers up to 2**bits are exact
 _MANTISSA = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 53}
@@ -107,10 +108,9 @@ def materialise_from_shapes(model, shapes: dict[str, tuple]) -> list[str]:
     forward pass would give it. Returns the names materialised.
     """
     import torch
-    from torch import nn
     from torch.nn.modules.lazy import LazyModuleMixin
 
-    from modeltui.core.inspect import walk_modules
+    from modeltui.core.describe import walk_modules
 
     done: list[str] = []
     seen: set[int] = set()
@@ -122,7 +122,7 @@ def materialise_from_shapes(model, shapes: dict[str, tuple]) -> list[str]:
             touched = False
             for attr, t in list(mod._parameters.items()) + list(mod._buffers.items()):
                 key = f"{path}.{attr}" if path else attr
-                if isinstance(t, nn.parameter.UninitializedTensorMixin) and key in shapes:
+                if is_lazy(t) and key in shapes:
                     t.materialize(tuple(shapes[key]))
                     done.append(key)
                     touched = True
@@ -157,10 +157,9 @@ def load_weights(model, path: str, *, trust: bool = False, label: str = "--weigh
     tied because values are copied into the existing tensors. ``label``
     starts every message (the option's name on the command line).
     """
-    import torch
 
-    from modeltui.core.checkpoints import read_checkpoint
-    from modeltui.core.inspect import dtype_name
+    from modeltui.core.readers import read_checkpoint
+    from modeltui.core.tensors import dtype_name
 
     if not os.path.exists(path):
         raise TargetError(f"{label} {path}: no such file or folder")
@@ -189,7 +188,7 @@ def load_weights(model, path: str, *, trust: bool = False, label: str = "--weigh
                 absent.append(k)
                 continue
             fs = file_shapes[k]
-            if isinstance(t, torch.nn.parameter.UninitializedTensorMixin):  # the file's shape did not take
+            if is_lazy(t):  # the file's shape did not take
                 report.mismatched.append((k, (), fs))
                 continue
             if tuple(t.shape) != fs:
@@ -234,7 +233,7 @@ def load_weights_into(session, path: str, *, trust: bool = False) -> WeightsRepo
     step is not undone: undo restores those default values, and the layers
     stay materialised.
     """
-    from modeltui.core.checkpoints import read_checkpoint
+    from modeltui.core.readers import read_checkpoint
     from modeltui.core.session import EditError
 
     path = os.path.expanduser(path.strip())

@@ -260,7 +260,7 @@ def run_app(request: OpenRequest) -> int:
         raise TargetError(f"unknown device '{visible(request.device)}' (expected cpu, cuda, cuda:N, mps or meta)")
     import threading
 
-    from modeltui.cli import RECURSION_LIMIT
+    from modeltui.core.limits import RECURSION_LIMIT
 
     # models nested 1,000 deep walk deep in the workers too: room for the frames and their C stack
     old_limit, old_stack = sys.getrecursionlimit(), threading.stack_size()

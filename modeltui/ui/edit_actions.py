@@ -102,6 +102,10 @@ class EditActions:
                 lines.append(f"{n}: mean {fmt_value(b.mean)} → {fmt_value(a.mean)}, std {fmt_value(b.std)} → {fmt_value(a.std)}")
         if len(report.names) > 3:
             lines.append(f"… and {len(report.names) - 3} more tensors")
+        skipped = getattr(report, "skipped", [])
+        if skipped:
+            lines.append(f"skipped {len(skipped)} weight(s) with too few dimensions: {', '.join(skipped[:3])}"
+                         + ("…" if len(skipped) > 3 else ""))
         self.say("\n".join(lines), title="Initialised", timeout=8)
 
     def action_edit_values(self) -> None:

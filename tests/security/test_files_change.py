@@ -102,7 +102,8 @@ def test_values_and_statistics_of_a_changed_file_say_so(tmp_path, name):
 
 @pytest.mark.parametrize("name", ["model.safetensors", "last.pt"])
 def test_unchanged_file_reads_the_same_values_through_pread(tmp_path, name):
-    from modeltui.core import filewatch, open_target
+    from modeltui.core import open_target
+    from modeltui.core.readers import filewatch
     from modeltui.core.preview import value_grid
     from modeltui.core.stats import tensor_stats
 
@@ -144,7 +145,7 @@ def test_editing_and_undo_refuse_after_the_file_changed(tmp_path):
     from modeltui.core import open_target
     from modeltui.core.editable import make_editable
     from modeltui.core.editing import edit_values
-    from modeltui.core.filewatch import FileChangedError
+    from modeltui.core.readers.filewatch import FileChangedError
     from modeltui.core.session import Session
 
     path = str(tmp_path / "last.pt")
@@ -169,7 +170,7 @@ def test_editing_and_undo_refuse_after_the_file_changed(tmp_path):
 def test_a_save_from_a_file_rewritten_in_place_is_refused(tmp_path, name):
     """Issue 11 item 4: the stale mapping used to be saved and 'verified' against itself."""
     from modeltui.core import open_target
-    from modeltui.core.filewatch import FileChangedError
+    from modeltui.core.readers.filewatch import FileChangedError
     from modeltui.core.saving import save_opened
 
     path = str(tmp_path / name)

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from modeltui.core import open_target
 from modeltui.core.errors import ModelTuiError
-from modeltui.core.inspect import dtype_name
+from modeltui.core.tensors import dtype_name
 
 FORMATS = ["safetensors", "pt_zip", "pt_legacy", "lightning_ckpt", "sharded_safetensors", "sharded_bin", "dcp"]
 COUNTS: dict[str, dict[str, int]] = {f: {"listed": 0, "error": 0} for f in FORMATS}

@@ -9,6 +9,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from modeltui.core.tensors import dtype_name
 from modeltui.format import fmt_shape, visible
 
 CELL = 10  # characters per value column
@@ -61,7 +62,7 @@ class ForwardResultScreen(ModalScreen[None]):
         for name, out, st, grid in zip(r.output_names, r.outputs, self.stats, self.grids):
             t.append(f"{visible(name, limit=80)} ", style="bold")
             t.append(fmt_shape(tuple(out.shape)), style="green")
-            t.append(f" {str(out.dtype).removeprefix('torch.')}\n", style="dim")
+            t.append(f" {dtype_name(out.dtype)}\n", style="dim")
             if st is not None and st.finite:
                 t.append(f"  min {fmt_value(st.min)}  max {fmt_value(st.max)}  mean {fmt_value(st.mean)}  std {fmt_value(st.std)}")
                 if st.nan or st.inf:

@@ -34,7 +34,7 @@ class HeaderBar(Static):
         t.append("modeltui ", style="bold")
         if dirty:
             t.append("● unsaved ", style="bold red")
-        t.append(short_target(info.target), style="bold cyan")
+        t.append(short_target(info.label), style="bold cyan")
         if info.kind != "module":
             t.append(" (state_dict)", style="dim")
         t.append("  params ", style="dim")

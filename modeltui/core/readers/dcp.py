@@ -15,7 +15,9 @@ import pickle
 from typing import Any
 
 from modeltui.core.errors import CheckpointError, UnsafeCheckpointError
+from modeltui.core.readers.base import TensorSource
 from modeltui.core.structure import from_state_dict_entries
+from modeltui.core.tensors import dtype_name
 
 _ALLOWED_MODULES = (
     "torch.distributed.checkpoint.metadata",
@@ -64,7 +66,7 @@ def read_metadata(folder: str):
         raise CheckpointError(f"{os.path.basename(folder)}/.metadata: cannot read distributed checkpoint metadata ({type(e).__name__}: {e})") from None
 
 
-def open_dcp(folder: str, target: str):
+def open_dcp(folder: str, label: str):
     """List a DCP folder's tensors from its metadata: returns ``(info, metadata object)``."""
     from torch.distributed.checkpoint.metadata import BytesStorageMetadata, TensorStorageMetadata
 
@@ -76,14 +78,14 @@ def open_dcp(folder: str, target: str):
     other: dict[str, Any] = {}
     for fqn, item in sdm.items():
         if isinstance(item, TensorStorageMetadata):
-            dtype = str(item.properties.dtype).removeprefix("torch.")
+            dtype = dtype_name(item.properties.dtype)
             entries.append((fqn, tuple(int(d) for d in item.size), dtype, "cpu"))
         elif isinstance(item, BytesStorageMetadata):
             other[fqn] = "bytes (pickled object, not loaded)"
     meta = {"format": "torch.distributed.checkpoint", "version": getattr(md, "version", None)}
     if other:
         meta["objects"] = other
-    info = from_state_dict_entries(target, entries, metadata=meta)
+    info = from_state_dict_entries(label, entries, metadata=meta)
     return info, md
 
 
@@ -120,3 +122,15 @@ def read_tensor(folder: str, md: Any, index: dict[str, list[tuple[Any, Any]]], n
             view = view.narrow(dim, o, s)
         view.copy_(chunk)
     return out
+
+
+class DCPSource(TensorSource):
+    """Tensors of a ``torch.distributed.checkpoint`` folder, assembled from their chunks."""
+
+    def __init__(self, folder: str, md: Any):
+        self.folder = folder
+        self.md = md
+        self.index = chunk_index(md)
+
+    def get(self, name: str):
+        return read_tensor(self.folder, self.md, self.index, name)

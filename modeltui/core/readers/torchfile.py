@@ -7,7 +7,7 @@ never switch the safe unpickler off; ``--trust`` is the only way.
 
 The loaded object may be a flat state_dict, a training checkpoint with the
 weights inside (Lightning's ``{"state_dict": ..., "epoch": ...}``), a list or
-tuple of tensors (:mod:`modeltui.core.find_weights` finds them), or (only
+tuple of tensors (:mod:`modeltui.core.readers.containers` finds them), or (only
 with ``--trust``) a whole pickled module.
 """
 
@@ -24,11 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modeltui.core.errors import CheckpointError, UnsafeCheckpointError, first_line
-from modeltui.core.find_weights import MAX_NESTING, MAX_VISITS, FoundWeights, find_state_dict, locate_weights, summarize
-from modeltui.core.pickle_scan import MAX_PICKLE_BYTES, PickleTooLarge, pickle_globals, torch_allowed_globals, zip_pickle_globals
+from modeltui.core.readers.base import Listing, TensorSource, _paths
+from modeltui.core.readers.filewatch import Region, WatchedFile, mapped_regions, register, unregister
+from modeltui.core.readers.containers import MAX_NESTING, MAX_VISITS, FoundWeights, find_state_dict, locate_weights, summarize
+from modeltui.core.readers.pickle_scan import MAX_PICKLE_BYTES, PickleTooLarge, pickle_globals, torch_allowed_globals, zip_pickle_globals
 from modeltui.core.structure import ModelInfo, from_state_dict_entries
 
-__all__ = ["MAX_NESTING", "PtFile", "ensure_cwd_importable", "find_state_dict", "locate_weights", "read_pt",
+PT_EXTS = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".tar")
+
+__all__ = ["MAX_NESTING", "PT_EXTS", "read_torch", "DictSource", "PtFile", "ensure_cwd_importable", "find_state_dict", "locate_weights", "read_pt",
            "result_from_object", "short_reason", "state_dict_info", "summarize"]
 
 
@@ -139,7 +143,7 @@ def _import_pickled_modules(path: str, is_zip: bool) -> None:
 # ---------------------------------------------------------------- reading
 
 
-def read_pt(path: str, *, trust: bool, target: str) -> PtFile:
+def read_pt(path: str, *, trust: bool, label: str) -> PtFile:
     """Load a ``torch.save`` file safely (code runs only with ``trust``)."""
     torch = _torch()
     name = os.path.basename(path)
@@ -160,7 +164,7 @@ def read_pt(path: str, *, trust: bool, target: str) -> PtFile:
                 m = torch.jit.load(path, map_location="cpu")
             except Exception as e:
                 raise CheckpointError(f"{name}: cannot load TorchScript archive: {e}") from None
-            return _module_result(m, target)
+            return _module_result(m, label)
         if any(i.compress_type != zipfile.ZIP_STORED and "/data/" in i.filename for i in infos):
             # a mapped compressed record would be read as its compressed bytes
             mmap = False
@@ -202,7 +206,7 @@ def read_pt(path: str, *, trust: bool, target: str) -> PtFile:
         if trust:
             raise CheckpointError(f"{name}: loading failed: {type(e).__name__}: {first_line(e)}") from None
         raise CheckpointError(f"{name}: corrupt or unreadable checkpoint ({type(e).__name__}: {first_line(e)})") from None
-    return result_from_object(obj, path, target, warnings, trust=trust)
+    return result_from_object(obj, path, label, warnings, trust=trust)
 
 
 def _weights_only_reason(e: BaseException) -> str:
@@ -213,18 +217,18 @@ def _weights_only_reason(e: BaseException) -> str:
     return first_line(e)
 
 
-def _module_result(module, target: str) -> PtFile:
-    from modeltui.core.inspect import from_module
+def _module_result(module, label: str) -> PtFile:
+    from modeltui.core.describe import from_module
 
-    info, _ = from_module(module, target)
+    info, _ = from_module(module, label)
     return PtFile(info, module)
 
 
-def result_from_object(obj: Any, path: str, target: str, warnings: list[str], *, trust: bool = False) -> PtFile:
+def result_from_object(obj: Any, path: str, label: str, warnings: list[str], *, trust: bool = False) -> PtFile:
     """Describe a loaded checkpoint object: a module, or the tensors found in it."""
     torch = _torch()
     if isinstance(obj, torch.nn.Module):
-        result = _module_result(obj, target)
+        result = _module_result(obj, label)
         result.info.warnings.extend(warnings)
         return result
     found = locate_weights(obj)
@@ -245,10 +249,10 @@ def result_from_object(obj: Any, path: str, target: str, warnings: list[str], *,
         warnings.append(f"the search for tensors stopped after {MAX_VISITS:,} entries; some may be missing")
     if found.clashes:
         warnings.append(f"{found.clashes} tensor(s) not listed: their dotted name is already taken by another tensor")
-    info = state_dict_info(target, found.flat, metadata=metadata, warnings=warnings)
+    info = state_dict_info(label, found.flat, metadata=metadata, warnings=warnings)
     container = None
     if _needs_container(obj, found, torch):
-        from modeltui.core.container import Container
+        from modeltui.core.readers.containers import Container
 
         container = Container(os.path.abspath(path), obj, found.key, dict(found.names), trusted=trust)
     return PtFile(info, None, found.flat, container)
@@ -263,10 +267,84 @@ def _needs_container(obj: Any, found: FoundWeights, torch) -> bool:
     return True
 
 
-def state_dict_info(target: str, flat: Mapping[str, Any], *, metadata=None, warnings=None) -> ModelInfo:
+def state_dict_info(label: str, flat: Mapping[str, Any], *, metadata=None, warnings=None) -> ModelInfo:
     """The key tree of a ``name -> tensor`` mapping, with shared storage tied."""
-    from modeltui.core.inspect import dtype_name, tensor_identity
+    from modeltui.core.tensors import dtype_name, tensor_identity
 
     entries = [(k, tuple(t.shape), dtype_name(t.dtype), str(t.device)) for k, t in flat.items()]
     keys = {k: tensor_identity(t) for k, t in flat.items()}
-    return from_state_dict_entries(target, entries, storage_keys=keys, metadata=metadata, warnings=warnings)
+    return from_state_dict_entries(label, entries, storage_keys=keys, metadata=metadata, warnings=warnings)
+
+
+def read_torch(path: str, *, trust: bool, label: str) -> Listing:
+    """List a ``torch.save`` file: its tensors (values memory-mapped) or, with ``trust``, a pickled module."""
+    pt: PtFile = read_pt(path, trust=trust, label=label)
+    if pt.module is not None:
+        return Listing(pt.info, pt.module)
+    return Listing(pt.info, None, DictSource(pt.tensors, path), pt.container)
+
+
+# ---------------------------------------------------------------- values
+
+
+class DictSource(TensorSource):
+    """Tensors already loaded (memory-mapped by ``torch.load(mmap=True)`` for zip ``.pt`` files).
+
+    ``path`` names the file (or the shard files) they came from. Each is kept
+    open, so :meth:`check` sees a truncation or a rewrite in place, and the
+    mappings torch made are registered so unedited values are read with
+    ``pread``. A legacy (non-zip) file was read whole: nothing to watch.
+    """
+
+    def __init__(self, tensors: Mapping[str, Any], path: str | list[str] | tuple[str, ...] | None = None):
+        self.tensors = tensors
+        self.files: list[WatchedFile] = []
+        self._regions: list[Region] = []
+        for p in _paths(path):
+            if not _is_zip(p):
+                continue
+            try:
+                self.files.append(WatchedFile(p))
+            except OSError:
+                continue
+        if self.files:
+            addresses = _storage_addresses(tensors.values())
+            for f in self.files:
+                self._regions.extend(mapped_regions(f.path, f, addresses))
+            register(self, self._regions)
+
+    def get(self, name: str):
+        return self.tensors[name]
+
+    def check(self) -> None:
+        for f in self.files:
+            f.check()
+
+    def close(self) -> None:
+        unregister(self._regions)
+        self._regions = []
+        for f in self.files:
+            f.close()
+
+
+def _is_zip(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def _storage_addresses(tensors) -> list[int]:
+    import torch
+
+    out = set()
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.device.type == "cpu" and not t.is_sparse and not t.is_quantized:
+            try:
+                ptr = t.untyped_storage().data_ptr()
+            except (RuntimeError, NotImplementedError):
+                continue
+            if ptr:
+                out.add(ptr)
+    return list(out)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from modeltui.core.tensors import dtype_name, is_lazy, tensor_identity
 from modeltui.core.structure import ModelInfo, ModuleInfo, TensorInfo, finish
 
 #: characters of a module's ``extra_repr`` kept (a user's may run to megabytes)
@@ -29,24 +30,6 @@ class KeyPrefix(nn.Module):
         from modeltui.core.errors import ModelTuiError
 
         raise ModelTuiError("a checkpoint without an architecture cannot run: open the model with -w CKPT")
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """``torch.float32`` -> ``"float32"``."""
-    return str(dtype).removeprefix("torch.")
-
-
-def tensor_identity(t: torch.Tensor) -> Any:
-    """A key equal for the same tensor object or the same view of one memory."""
-    if isinstance(t, nn.parameter.UninitializedTensorMixin) or t.is_meta:
-        return ("id", id(t))
-    try:
-        ptr = t.untyped_storage().data_ptr()
-    except (RuntimeError, NotImplementedError):
-        return ("id", id(t))
-    if ptr == 0:
-        return ("id", id(t))
-    return ("mem", t.device.type, t.device.index, ptr, t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
 
 
 def module_tensors(module: nn.Module) -> list[tuple[str, torch.Tensor, str, bool]]:
@@ -98,7 +81,7 @@ def walk_modules(model: nn.Module):
             stack.append((f"{path}.{k}" if path else k, m, 0))
 
 
-def from_module(model: nn.Module, target: str) -> tuple[ModelInfo, dict[str, torch.Tensor]]:
+def from_module(model: nn.Module, label: str) -> tuple[ModelInfo, dict[str, torch.Tensor]]:
     """Describe ``model``; also return its tensors by full name (for values)."""
     modules: dict[str, ModuleInfo] = {}
     tensors: dict[str, TensorInfo] = {}
@@ -124,7 +107,7 @@ def from_module(model: nn.Module, target: str) -> tuple[ModelInfo, dict[str, tor
             modules[parent].children.append(path)
         for attr, t, kind, persistent in module_tensors(mod):
             name = f"{path}.{attr}" if path else attr
-            uninit = isinstance(t, nn.parameter.UninitializedTensorMixin)
+            uninit = is_lazy(t)
             if uninit:
                 lazy_count += 1
                 info.lazy = True
@@ -151,7 +134,7 @@ def from_module(model: nn.Module, target: str) -> tuple[ModelInfo, dict[str, tor
             for p in paths:
                 modules[p].shared_with = [o for o in paths if o != p]
     bare_root = isinstance(model, KeyPrefix)
-    result = ModelInfo(target, "state_dict" if bare_root else "module", modules, tensors)
+    result = ModelInfo(label, "state_dict" if bare_root else "module", modules, tensors)
     finish(result, identity, ("parameter", "tensor") if bare_root else ("parameter",))
     if lazy_count:
         result.warnings.append(

@@ -7,7 +7,7 @@ Statistics and the values pane never copy a whole tensor:
 - :func:`chunks` yields the elements as 1-D chunks of at most ``chunk``
   elements (order unspecified), copying only non-contiguous blocks;
 - a tensor whose bytes come from a mapped checkpoint file that nobody edited
-  is read with ``pread`` (:mod:`modeltui.core.filewatch`), after checking that
+  is read with ``pread`` (:mod:`modeltui.core.readers.filewatch`), after checking that
   the file has not changed; one that was edited is read from memory after
   the same check.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
-from modeltui.core import filewatch
+from modeltui.core.readers import filewatch
 
 WINDOW_BLOCK = 1 << 18  # elements per block when a file-backed tensor has gaps (index arrays cost 24 B/element)
 
