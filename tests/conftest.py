@@ -145,3 +145,9 @@ def settle():
 def notes():
     """``notes(app)``: the text of every notification shown so far."""
     return PilotHelpers.notes
+
+
+@pytest.fixture(name="model_hash")
+def model_hash_fixture():
+    """``model_hash(model)``: a hash of every value (state_dict tensors and constants)."""
+    return model_hash

@@ -1,6 +1,5 @@
 """The editing session: the book's scenarios, undo/redo bit for bit, refusals."""
 
-import hashlib
 
 import pytest
 import torch
@@ -11,17 +10,6 @@ from modeltui.core.forward import run_forward
 from modeltui.core.initializers import REGISTRY, InitError
 from modeltui.core.session import EditError, Session
 
-
-def model_hash(model) -> str:
-    h = hashlib.sha256()
-    for k, v in model.state_dict(keep_vars=True).items():
-        h.update(k.encode())
-        h.update(v.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    for m in model.modules():  # constants too
-        for k, v in vars(m).items():
-            if isinstance(v, torch.Tensor) and not isinstance(v, torch.nn.Parameter):
-                h.update(v.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def session(target="sample_models.book:make_param_net", shape="2,4"):
@@ -61,7 +49,7 @@ def test_my_init_book_scenario():
     assert torch.all((w == 0) | ((w >= 5) & (w <= 10)))
 
 
-def test_edits_book_scenario_and_undo_bit_for_bit():
+def test_edits_book_scenario_and_undo_bit_for_bit(model_hash):
     s = session()
     original = model_hash(s.model)
     before = s.model[0].weight.detach().clone()
@@ -82,7 +70,7 @@ def test_edits_book_scenario_and_undo_bit_for_bit():
         s.redo()
 
 
-def test_builtin_initialisers_with_seed_are_reproducible_and_undoable():
+def test_builtin_initialisers_with_seed_are_reproducible_and_undoable(model_hash):
     s = session()
     original = model_hash(s.model)
     r = initialise(s, "xavier_uniform_", {"gain": "relu"}, which="weights", seed=7)
@@ -106,7 +94,7 @@ def test_every_registered_initialiser_runs_on_fitting_tensors(name):
     assert s.undo_stack and s.log[-1].startswith(name)
 
 
-def test_unfit_initialisers_refuse_and_change_nothing():
+def test_unfit_initialisers_refuse_and_change_nothing(model_hash):
     s = session()
     h = model_hash(s.model)
     with pytest.raises(InitError, match="eye_ needs a 2-d tensor, not 1-d"):
@@ -171,7 +159,7 @@ def test_undo_memory_is_only_what_was_touched():
         ("[a] = 1", "is not an index"),
     ],
 )
-def test_bad_value_edits_refuse_and_change_nothing(expr, message):
+def test_bad_value_edits_refuse_and_change_nothing(expr, message, model_hash):
     s = session()
     h = model_hash(s.model)
     with pytest.raises(EditError, match=message):

@@ -34,3 +34,14 @@ def test_core_source_never_mentions_ui_libraries():
         text = f.read_text()
         for lib in ("textual", "rich", "modeltui.ui"):
             assert f"import {lib}" not in text and f"from {lib}" not in text, (f, lib)
+
+
+def test_import_contracts_hold():
+    """import-linter checks the contracts in pyproject.toml (core below ui/cli, no textual or rich in core)."""
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    exe = os.path.join(os.path.dirname(sys.executable), "lint-imports")
+    out = subprocess.run([exe, "--no-cache"], capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "2 kept, 0 broken" in out.stdout

@@ -9,14 +9,13 @@ from modeltui.core.saving import save_state_dict, state_for_saving
 from modeltui.core.session import EditError, Session
 from modeltui.core.surgery import cast, move, tie, untie
 from modeltui.core.targets import load_weights
-from tests.test_editing import model_hash
 
 
 def decoder_session():
     return Session(open_target("sample_models.zoo:tiny_decoder"))
 
 
-def test_tie_output_layer_to_embedding_and_undo():
+def test_tie_output_layer_to_embedding_and_undo(model_hash):
     s = decoder_session()
     m = s.model
     old_head = m.lm_head.weight
@@ -74,7 +73,7 @@ def test_tied_grad_is_the_sum_over_uses():
         ("0.weight", "", "give both"),
     ],
 )
-def test_bad_ties_refuse_and_change_nothing(source, target, message):
+def test_bad_ties_refuse_and_change_nothing(source, target, message, model_hash):
     s = Session(open_target("sample_models.book:make_param_net", input_specs=[parse_input_spec("2,4")]))
     before = model_hash(s.model)
     with pytest.raises(EditError, match=message):
@@ -144,7 +143,7 @@ def test_tie_then_save_safetensors_reloads_tied(tmp_path):
     assert listed.tensors["lm_head.weight"].tied_with == ["embed_tokens.weight"]
 
 
-def test_cast_is_undoable_bit_for_bit_and_keeps_ties():
+def test_cast_is_undoable_bit_for_bit_and_keeps_ties(model_hash):
     s = Session(open_target("sample_models.zoo:TinyGPT"))
     m = s.model
     before = model_hash(m)
@@ -165,7 +164,7 @@ def test_cast_is_undoable_bit_for_bit_and_keeps_ties():
         cast(s, "int8")
 
 
-def test_cast_with_grads_and_value_edits_undo_in_order():
+def test_cast_with_grads_and_value_edits_undo_in_order(model_hash):
     from modeltui.core.editing import edit_values
 
     net = nn.Sequential(nn.Linear(3, 2))
@@ -180,7 +179,7 @@ def test_cast_with_grads_and_value_edits_undo_in_order():
     assert model_hash(net) == before and net[0].weight.grad.dtype == torch.float32
 
 
-def test_device_refusals_change_nothing():
+def test_device_refusals_change_nothing(model_hash):
     s = decoder_session()
     before = model_hash(s.model)
     with pytest.raises(EditError, match="already on cpu"):

@@ -115,7 +115,13 @@ def test_two_inputs_for_transformer():
 
 
 def test_integer_input_inferred_for_embedding_models():
+    from modeltui.core.inputs import build_inputs
+
     o = open_target("sample_models.zoo:TinyGPT", input_specs=[parse_input_spec("2,16")])
+    assert o.forward is not None and o.forward.ok  # the forward at open ran on integer tokens
+    (x,), kwargs = build_inputs(o.forward.inputs, "cpu", o.model)
+    vocab = o.model.tok.num_embeddings
+    assert x.dtype == torch.int64 and not kwargs and 0 <= int(x.min()) and int(x.max()) < vocab
     assert ["lm_head.weight", "tok.weight"] in [sorted(g) for g in o.info.tied_groups]
     assert o.info.tensors["causal"].kind == "buffer" and not o.info.tensors["causal"].persistent
 

@@ -11,52 +11,40 @@ from modeltui.ui.screens import HelpScreen
 from modeltui.ui.widgets import ModuleTree, NodeRef
 
 
-async def settle(app, pilot):
-    await pilot.pause()
-    await app.workers.wait_for_complete()
-    await pilot.pause()
 
-
-def text_of(app, selector):
-    w = app.query_one(selector, Static)
-    return str(w.render())
-
-
-def notes(app):
-    return [n.message for n in app._notifications]
 
 
 @pytest.mark.parametrize(
     "target, root_type",
     [(None, "DemoNet"), ("sample_models.book:make_chimera", "Sequential"), ("sample_models.zoo:TinyGPT", "TinyGPT")],
 )
-async def test_opens_modules(target, root_type):
+async def test_opens_modules(target, root_type, ui):
     app = ModelTuiApp(target)
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(app, pilot)
+        await ui.settle(pilot)
         assert app.info is not None and app.info.root.type == root_type
         assert root_type in str(app.query_one(ModuleTree).root.label)
-        assert "params" in text_of(app, "#header")
+        assert "params" in ui.text_of(app, "#header")
 
 
 @pytest.mark.parametrize("name", ["state_dict.pt", "model.safetensors", "lightning.ckpt", "sharded_safetensors", "dcp", "legacy.pt"])
-async def test_opens_checkpoints(ckpts, name):
+async def test_opens_checkpoints(ckpts, name, ui):
     app = ModelTuiApp(ckpts[name])
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(app, pilot)
+        await ui.settle(pilot)
         assert app.info.kind == "state_dict"
-        assert "state_dict" in text_of(app, "#header")
+        assert "state_dict" in ui.text_of(app, "#header")
         tree = app.query_one(ModuleTree)
         assert tree.root.children and len(app.info.tensors) > 10
 
 
-async def test_bad_target_is_shown_and_app_keeps_running(ckpts):
+async def test_bad_target_is_shown_and_app_keeps_running(ckpts, ui):
     app = ModelTuiApp(ckpts["full_module.pt"])
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(app, pilot)
+        await ui.settle(pilot)
         assert app.load_error and "refused to load" in app.load_error
-        assert "refused to load" in text_of(app, "#message")
-        assert any("refused" in m for m in notes(app))
+        assert "refused to load" in ui.text_of(app, "#message")
+        assert any("refused" in m for m in ui.notes(app))
         await pilot.press("question_mark")  # still responsive
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
@@ -65,22 +53,22 @@ async def test_bad_target_is_shown_and_app_keeps_running(ckpts):
     assert app.return_value == 2
 
 
-async def test_move_through_tree_and_select_tensor_stats_match_core():
+async def test_move_through_tree_and_select_tensor_stats_match_core(ui):
     app = ModelTuiApp("sample_models.book:make_param_net", input_specs=[parse_input_spec("2,4")])
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(app, pilot)
+        await ui.settle(pilot)
         tree = app.query_one(ModuleTree)
         await pilot.press("down")  # module 0
         await pilot.pause()
         assert tree.cursor_node.data == NodeRef("module", "0")
         await pilot.press("right", "down")  # expand 0, go to 0.weight
-        await settle(app, pilot)
+        await ui.settle(pilot)
         assert tree.cursor_node.data == NodeRef("tensor", "0.weight")
         assert app.selected == "0.weight"
         st = app.stats_cache[("0.weight", False)]
         ref = tensor_stats(app.opened.tensor("0.weight"))
         assert (st.min, st.max, st.mean, st.std, st.norm) == (ref.min, ref.max, ref.mean, ref.std, ref.norm)
-        shown = text_of(app, "#stats")
+        shown = ui.text_of(app, "#stats")
         from modeltui.core.preview import fmt_value
 
         assert fmt_value(ref.min) in shown and fmt_value(ref.mean) in shown
@@ -88,12 +76,12 @@ async def test_move_through_tree_and_select_tensor_stats_match_core():
         assert table.row_count == 2  # weight and bias of module 0
 
 
-async def test_slice_preview_and_bad_slice():
+async def test_slice_preview_and_bad_slice(ui):
     app = ModelTuiApp("sample_models.book:make_my_linear_net")
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(app, pilot)
+        await ui.settle(pilot)
         app.query_one(ModuleTree).reveal(NodeRef("tensor", "0.weight"))
-        await settle(app, pilot)
+        await ui.settle(pilot)
         w = app.opened.tensor("0.weight")
         await pilot.press("v")
         await pilot.pause()
@@ -101,14 +89,14 @@ async def test_slice_preview_and_bad_slice():
         assert box.has_focus
         box.value = ""
         await pilot.press(*"[1, :3]", "enter")
-        await settle(app, pilot)
+        await ui.settle(pilot)
         values = app.query_one("#values", DataTable)
         assert values.row_count == 1
         row = values.get_row_at(0)
         from modeltui.core.preview import fmt_value
 
         assert [str(c) for c in row[1:]] == [fmt_value(v) for v in w[1, :3].tolist()]
-        assert "[1, :3] → shape [3]" in text_of(app, "#values-note")
+        assert "[1, :3] → shape [3]" in ui.text_of(app, "#values-note")
         # a slice that worked gives the keys back (issue 10 item 15): e is an action again, not typing
         assert not box.has_focus and app.query_one(ModuleTree).has_focus
         before = {k: v.clone() for k, v in app.opened.model.state_dict().items()}
@@ -116,8 +104,8 @@ async def test_slice_preview_and_bad_slice():
         await pilot.pause()
         box.value = ""
         await pilot.press(*"[99, 0]", "enter")
-        await settle(app, pilot)
-        assert "out of range for dimension 0 of size 64" in text_of(app, "#slice-error")
+        await ui.settle(pilot)
+        assert "out of range for dimension 0 of size 64" in ui.text_of(app, "#slice-error")
         assert box.has_class("-invalid") and box.has_focus  # a bad slice keeps the box for a correction
         await pilot.press("escape")  # escape leaves any input
         await pilot.pause()
@@ -125,30 +113,30 @@ async def test_slice_preview_and_bad_slice():
         box.focus()
         box.value = "[x]"
         await pilot.press("enter")
-        await settle(app, pilot)
-        assert "'x' is not an index" in text_of(app, "#slice-error")
+        await ui.settle(pilot)
+        assert "'x' is not an index" in ui.text_of(app, "#slice-error")
         after = app.opened.model.state_dict()
         assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-async def test_search_jumps_and_cycles():
+async def test_search_jumps_and_cycles(ui):
     app = ModelTuiApp("sample_models.book:make_chimera", input_specs=[parse_input_spec("2,20")])
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(app, pilot)
+        await ui.settle(pilot)
         await pilot.press("slash")
         await pilot.pause()
         assert app.query_one("#search-input", Input).has_focus
         await pilot.press(*"rand_weight", "enter")
-        await settle(app, pilot)
+        await ui.settle(pilot)
         tree = app.query_one(ModuleTree)
         assert tree.cursor_node.data == NodeRef("tensor", "2.rand_weight")
         assert app.selected == "2.rand_weight"
-        assert text_of(app, "#search-count") == "1/1"
+        assert ui.text_of(app, "#search-count") == "1/1"
         # by class, across the whole model, with next / previous
         await pilot.press("slash")
         app.query_one("#search-input", Input).value = ""
         await pilot.press(*"relu", "enter")
-        await settle(app, pilot)
+        await ui.settle(pilot)
         first = tree.cursor_node.data
         await pilot.press("n")
         await pilot.pause()
@@ -159,14 +147,14 @@ async def test_search_jumps_and_cycles():
         await pilot.press("slash")
         app.query_one("#search-input", Input).value = ""
         await pilot.press(*"nothing-like-this", "enter")
-        await settle(app, pilot)
-        assert text_of(app, "#search-count") == "no match"
+        await ui.settle(pilot)
+        assert ui.text_of(app, "#search-count") == "no match"
 
 
-async def test_help_screen_opens_and_closes():
+async def test_help_screen_opens_and_closes(ui):
     app = ModelTuiApp("sample_models.book:make_param_net")
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(app, pilot)
+        await ui.settle(pilot)
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
@@ -185,86 +173,86 @@ async def test_help_screen_opens_and_closes():
         assert not isinstance(app.screen, HelpScreen)
 
 
-async def test_small_terminal_80x24_keyboard_only():
+async def test_small_terminal_80x24_keyboard_only(ui):
     app = ModelTuiApp(None, input_specs=[parse_input_spec("2,12")])
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(app, pilot)
+        await ui.settle(pilot)
         await pilot.press("slash", *"head.weight", "enter")
-        await settle(app, pilot)
+        await ui.settle(pilot)
         assert app.selected == "head.weight"
-        assert "tied with embed.weight" in text_of(app, "#tensor-title")
+        assert "tied with embed.weight" in ui.text_of(app, "#tensor-title")
         await pilot.resize_terminal(200, 60)
         await pilot.pause()
         assert app.selected == "head.weight"
 
 
-async def test_grad_toggle():
+async def test_grad_toggle(ui):
     opened = open_target("sample_models.book:make_param_net", input_specs=[parse_input_spec("2,4")])
     opened.model(torch.rand(2, 4)).sum().backward()
     opened.refresh()
     app = ModelTuiApp(opened=opened)
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(app, pilot)
+        await ui.settle(pilot)
         app.query_one(ModuleTree).reveal(NodeRef("tensor", "0.bias"))
-        await settle(app, pilot)
+        await ui.settle(pilot)
         await pilot.press("g")
-        await settle(app, pilot)
+        await ui.settle(pilot)
         assert app.show_grad
         grad = opened.model[0].bias.grad
         st = app.stats_cache[("0.bias", True)]
         assert st.mean == tensor_stats(grad).mean
-        assert "showing .grad" in text_of(app, "#tensor-title")
+        assert "showing .grad" in ui.text_of(app, "#tensor-title")
         await pilot.press("g")  # back to values
-        await settle(app, pilot)
-        assert not app.show_grad and "showing .grad" not in text_of(app, "#tensor-title")
+        await ui.settle(pilot)
+        assert not app.show_grad and "showing .grad" not in ui.text_of(app, "#tensor-title")
 
 
-async def test_grad_toggle_without_grad_says_so():
+async def test_grad_toggle_without_grad_says_so(ui):
     app = ModelTuiApp("sample_models.book:make_my_linear_net")
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(app, pilot)
+        await ui.settle(pilot)
         await pilot.press("g")
         await pilot.pause()
-        assert "select a tensor first" in notes(app)
+        assert "select a tensor first" in ui.notes(app)
         app.query_one(ModuleTree).reveal(NodeRef("tensor", "0.bias"))
-        await settle(app, pilot)
+        await ui.settle(pilot)
         await pilot.press("g")
         await pilot.pause()
         assert not app.show_grad
-        assert any("has no gradient" in m for m in notes(app))
+        assert any("has no gradient" in m for m in ui.notes(app))
 
 
-async def test_nan_mark_appears_after_stats():
+async def test_nan_mark_appears_after_stats(ui):
     opened = open_target("sample_models.book:make_my_linear_net")
     with torch.no_grad():
         opened.model[0].weight[0, 0] = float("nan")
     app = ModelTuiApp(opened=opened)
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(app, pilot)
+        await ui.settle(pilot)
         app.query_one(ModuleTree).reveal(NodeRef("tensor", "0.weight"))
-        await settle(app, pilot)
+        await ui.settle(pilot)
         tree = app.query_one(ModuleTree)
         assert "⚠" in str(tree.nodes_by_ref[NodeRef("tensor", "0.weight")].label)
         assert "⚠" in str(tree.nodes_by_ref[NodeRef("module", "0")].label)
-        assert "NaN 1" in text_of(app, "#stats")
+        assert "NaN 1" in ui.text_of(app, "#stats")
 
 
-async def test_lazy_tree_fills_on_expand_only():
+async def test_lazy_tree_fills_on_expand_only(ui):
     app = ModelTuiApp("sample_models.zoo:make_moe_small")
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(app, pilot)
+        await ui.settle(pilot)
         tree = app.query_one(ModuleTree)
         assert NodeRef("module", "layers.0.experts.3") not in tree.nodes_by_ref
         tree.reveal(NodeRef("tensor", "layers.1.experts.7.down.weight"))
-        await settle(app, pilot)
+        await ui.settle(pilot)
         assert app.selected == "layers.1.experts.7.down.weight"
         assert NodeRef("module", "layers.0.experts.3") not in tree.nodes_by_ref
 
 
-async def test_command_palette_has_actions_and_goto():
+async def test_command_palette_has_actions_and_goto(ui):
     app = ModelTuiApp("sample_models.book:make_chimera", input_specs=[parse_input_spec("2,20")])
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(app, pilot)
+        await ui.settle(pilot)
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for t in ("Search", "Next match", "Toggle gradient", "Edit slice", "Keys"):
             assert t in titles
@@ -274,24 +262,24 @@ async def test_command_palette_has_actions_and_goto():
         hits = [h async for h in provider.search("rand_weight")]
         assert hits
         hits[0].command()
-        await settle(app, pilot)
+        await ui.settle(pilot)
         assert app.selected == "2.rand_weight"
 
 
-async def test_checkpoint_metadata_and_warnings_on_root(ckpts):
+async def test_checkpoint_metadata_and_warnings_on_root(ckpts, ui):
     app = ModelTuiApp(ckpts["lightning.ckpt"])
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(app, pilot)
-        title = text_of(app, "#module-title")
+        await ui.settle(pilot)
+        title = ui.text_of(app, "#module-title")
         assert "epoch: 3" in title and "global_step: 1200" in title and "weights_key: state_dict" in title
 
 
-async def test_meta_device_tensor_says_no_values():
+async def test_meta_device_tensor_says_no_values(ui):
     app = ModelTuiApp("sample_models.zoo:tiny_decoder", device="meta")
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(app, pilot)
+        await ui.settle(pilot)
         app.query_one(ModuleTree).reveal(NodeRef("tensor", "lm_head.weight"))
-        await settle(app, pilot)
-        assert "meta device has no values" in text_of(app, "#stats")
-        assert "meta device has no values" in text_of(app, "#slice-error")
+        await ui.settle(pilot)
+        assert "meta device has no values" in ui.text_of(app, "#stats")
+        assert "meta device has no values" in ui.text_of(app, "#slice-error")
         assert not any(n.severity == "error" for n in app._notifications)

@@ -285,7 +285,7 @@ async def test_a_stuck_forward_says_so_and_later_runs_work(settle, notes):
             app.screen.query_one("#shapes", Input).value = "2,4"
             await pilot.press("enter")
             await pilot.pause(0.3)
-            await pilot.press("x")
+            await pilot.press("escape")
             await pilot.pause(STUCK_AFTER + 0.5)
             assert any("cannot be interrupted" in n for n in notes(app))
             await pilot.press("f")

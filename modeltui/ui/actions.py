@@ -31,7 +31,7 @@ class Action:
 
 ACTIONS: tuple[Action, ...] = (
     Action("question_mark", "help", "Help", "Keys", "this help: every key", shown="?"),
-    Action("f", "forward", "Run", "Forward pass", "forward pass on random inputs; the tree shows output shapes (x cancels a long run)"),
+    Action("f", "forward", "Run", "Forward pass", "forward pass on random inputs; the tree shows output shapes (escape cancels a long run)"),
     Action("i", "initialise", "Init", "Initialise", "initialise the selected module's subtree or tensor (torch.nn.init or a custom function, with a seed)"),
     Action("e", "edit_values", "Edit", "Edit values", "edit values of the selected tensor: [0, 0] = 42, [:] += 1, *= 0.5"),
     Action("t", "tie", "Tie", "Tie / untie", "tie the selected module or parameter to another one, or untie it"),
@@ -45,7 +45,6 @@ ACTIONS: tuple[Action, ...] = (
     Action("N", "prev_match", "Prev", "Previous match", "previous search match", footer=False),
     Action("v", "edit_slice", "Slice", "Edit slice", "edit the slice of values shown, e.g. [0, :10] or [..., -1]", footer=False),
     Action("g", "toggle_grad", "Grad", "Toggle gradient", "show the gradient instead of the values (when there is one)", footer=False),
-    Action("x", "cancel_forward", "Cancel", "Cancel forward pass", "cancel a running forward pass", footer=False),
     Action("less_than_sign", "narrow_tree", "Narrower", "Narrower tree", "make the tree pane narrower", shown="<", footer=False),
     Action("greater_than_sign", "widen_tree", "Wider", "Wider tree", "make the tree pane wider", shown=">", footer=False),
     Action("q", "quit", "Quit", "Quit", "quit (asks first when there are unsaved changes)"),
@@ -57,7 +56,7 @@ NAVIGATION: tuple[tuple[str, str], ...] = (
     ("→ / ←", "expand / collapse (or go to the parent)"),
     ("enter / space", "expand or collapse a module"),
     ("tab / shift+tab", "move between the tree, the tensor table, the slice box and the values"),
-    ("escape", "leave a text box or close the search bar"),
+    ("escape", "leave a text box, close the search bar, or cancel a running forward pass"),
     ("ctrl+p", "command palette: every action, and go to any module or tensor"),
 )
 

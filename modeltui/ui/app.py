@@ -205,7 +205,9 @@ class ModelTuiApp(EditActions, ForwardActions, App[int]):
         return self.main.search_bar.run(query)
 
     def action_leave_input(self) -> None:
-        self.main.leave_input()
+        """Escape: leave a text box or the search bar; else cancel a running forward pass."""
+        if not self.main.leave_input() and any(w.group == "forward" and w.is_running for w in self.workers):
+            self.action_cancel_forward()
 
     def action_edit_slice(self) -> None:
         panel = self.main.tensor_panel

@@ -34,7 +34,7 @@ class ForwardActions:
             self.say("an earlier forward pass is still running in the background (it cannot be interrupted); "
                      "this one runs on its own", severity="warning", timeout=6)
         self.input_specs = specs
-        self.say("running forward pass… (x cancels)", timeout=3)
+        self.say("running forward pass… (escape cancels)", timeout=3)
         self.run_forward_pass(specs)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="forward")

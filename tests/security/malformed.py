@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import struct
 import zipfile
 
@@ -68,20 +69,21 @@ def make_malformed(folder: str) -> dict[str, tuple[str, str]]:
     put("st_empty.safetensors", b"", "not a safetensors file")
     put("st_seven_bytes.safetensors", b"\x10\0\0\0\0\0\0", "not a safetensors file")
     pt = _valid_pt()
-    put("pt_truncated_half.pt", pt[: len(pt) // 2], "")
-    put("pt_truncated_tail.pt", pt[:-30], "")
+    put("pt_truncated_half.pt", pt[: len(pt) // 2], "corrupt or truncated zip archive")
+    put("pt_truncated_tail.pt", pt[:-30], "corrupt or truncated zip archive")
     bad_cd = bytearray(pt)
     cd = pt.rfind(b"PK\x01\x02")
     bad_cd[cd + 20: cd + 40] = b"\xff" * 20
-    put("pt_corrupt_central_directory.pt", bytes(bad_cd), "")
+    put("pt_corrupt_central_directory.pt", bytes(bad_cd), "corrupt or truncated checkpoint")
     bad_local = bytearray(pt)
     lh = pt.find(b"PK\x03\x04", 10)
     bad_local[lh: lh + 30] = b"\x00" * 30
-    put("pt_corrupt_local_header.pt", bytes(bad_local), "")
+    put("pt_corrupt_local_header.pt", bytes(bad_local), "corrupt or truncated checkpoint")
     legacy = _valid_pt(_use_new_zipfile_serialization=False)
-    put("pt_legacy_truncated.pt", legacy[: len(legacy) - 40], "")
-    put("pt_garbage.pt", os.urandom(4096), "not a PyTorch checkpoint")
-    put("pt_pickle_garbage.pt", b"\x80\x02" + os.urandom(2000), "")
+    put("pt_legacy_truncated.pt", legacy[: len(legacy) - 40], "corrupt or truncated checkpoint")
+    rng = random.Random(0)  # fixed garbage: the same message every run
+    put("pt_garbage.pt", rng.randbytes(4096), "not a PyTorch checkpoint")
+    put("pt_pickle_garbage.pt", b"\x80\x02" + rng.randbytes(2000), "its pickle cannot be read")
     # a zip whose pickle record inflates to 600 MB: must not be read into memory to scan it
     bomb = io.BytesIO()
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
@@ -94,7 +96,7 @@ def make_malformed(folder: str) -> dict[str, tuple[str, str]]:
                             w.write(chunk)
                 else:
                     z.writestr(info.filename, src.read(info), compress_type=zipfile.ZIP_STORED)
-    put("pt_pickle_bomb.pt", bomb.getvalue(), "")
+    put("pt_pickle_bomb.pt", bomb.getvalue(), "far more than a list of tensors needs")
     # sharded checkpoints: index problems
     shards = os.path.join(folder, "missing_shard")
     os.makedirs(shards, exist_ok=True)

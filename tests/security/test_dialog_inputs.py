@@ -13,8 +13,6 @@ from textual.widgets import Button, Input, Select, Static
 
 from modeltui.ui.app import ModelTuiApp
 from modeltui.ui.widgets import ModuleTree, NodeRef
-from tests.test_editing import model_hash
-from tests.test_ui_editing import settle
 
 T, M = "tensor", "module"
 TABLE = [
@@ -76,18 +74,18 @@ def _id(row):
 
 
 @pytest.mark.parametrize("row", TABLE, ids=[_id(r) for r in TABLE])
-async def test_bad_dialog_input_is_answered_and_changes_nothing(row, tmp_path, monkeypatch):
+async def test_bad_dialog_input_is_answered_and_changes_nothing(row, tmp_path, monkeypatch, ui):
     key, sel, fields, words = row
     monkeypatch.chdir(tmp_path)
     app = ModelTuiApp("sample_models.zoo:TinyGPT")
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(app, pilot)
-        before = model_hash(app.opened.model)
+        await ui.settle(pilot)
+        before = ui.model_hash(app.opened.model)
         if sel:
             app.query_one(ModuleTree).reveal(NodeRef(*sel))
-            await settle(app, pilot)
+            await ui.settle(pilot)
         await pilot.press(key)
-        await settle(app, pilot)  # d lists devices in a worker before its dialog opens
+        await ui.settle(pilot)  # d lists devices in a worker before its dialog opens
         dialog = app.screen
         for field, value in fields.items():
             w = dialog.query_one(f"#{field}")
@@ -98,36 +96,36 @@ async def test_bad_dialog_input_is_answered_and_changes_nothing(row, tmp_path, m
                 w.value = value
         await pilot.pause()
         dialog.query_one("#ok", Button).press()
-        await settle(app, pilot)
+        await ui.settle(pilot)
         assert app.screen is dialog, "the dialog must stay open for a correction"
         message = str(dialog.query_one("#error", Static).render())
         assert message.startswith("✗") and words in message, message
         await pilot.press("escape")
-        await settle(app, pilot)
-        assert model_hash(app.opened.model) == before
+        await ui.settle(pilot)
+        assert ui.model_hash(app.opened.model) == before
         assert not app.session.undo_stack and not app.session.dirty
         assert os.listdir(tmp_path) == []
         assert app.is_running
 
 
-async def test_slice_and_search_bad_input_answered():
+async def test_slice_and_search_bad_input_answered(ui):
     app = ModelTuiApp("sample_models.zoo:TinyGPT")
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(app, pilot)
-        before = model_hash(app.opened.model)
+        await ui.settle(pilot)
+        before = ui.model_hash(app.opened.model)
         app.query_one(ModuleTree).reveal(NodeRef("tensor", "pos.weight"))
-        await settle(app, pilot)
+        await ui.settle(pilot)
         for bad, words in [("[abc]", "abc"), ("[999]", "999"), ("[0, 0, 0]", "too many indices"), ("[::0]", "step")]:
             box = app.query_one("#slice", Input)
             box.value = bad
             await pilot.pause()
             box.focus()
             await pilot.press("enter")
-            await settle(app, pilot)
+            await ui.settle(pilot)
             shown = str(app.query_one("#slice-error", Static).render())
             assert shown.startswith("✗") and words in shown, (bad, shown)
         assert app.run_search("zzzz-no-such") == 0
-        assert model_hash(app.opened.model) == before and app.is_running
+        assert ui.model_hash(app.opened.model) == before and app.is_running
 
 
 def test_table_counts():

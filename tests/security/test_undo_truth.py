@@ -16,7 +16,6 @@ from modeltui.core import open_module, open_target, parse_input_spec
 from modeltui.core.editing import edit_values, fresh_seed, initialise, initialise_custom, not_saved_reason
 from modeltui.core.initializers import REGISTRY, InitError
 from modeltui.core.session import EditError, Session
-from tests.test_editing import model_hash
 
 
 def net_session():
@@ -213,8 +212,9 @@ def test_every_initialise_draws_its_own_seed_and_logs_it():
 # ---------------------------------------------------------------- registry (issue 10 items 14, 17)
 
 
-def test_rank_message_and_registry_defaults():
+def test_rank_message_and_registry_defaults(model_hash):
     s = net_session()
+    before = model_hash(s.model)
     with pytest.raises(InitError) as e:
         initialise(s, "xavier_uniform_", tensor="0.bias")
     assert "needs a tensor of at least 2 dimensions, not 1-d [4]" in str(e.value) and "a at least" not in str(e.value)
@@ -222,4 +222,4 @@ def test_rank_message_and_registry_defaults():
     assert REGISTRY["normal_"].min_rank == 0 and REGISTRY["normal_"].default_filter == "all"
     with pytest.raises(InitError, match="try the 'weights' filter"):
         initialise(s, "kaiming_normal_", module="0")
-    assert model_hash(s.model) and not s.undo_stack
+    assert model_hash(s.model) == before and not s.undo_stack
