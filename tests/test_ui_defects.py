@@ -221,8 +221,7 @@ async def test_tree_pane_resizes_with_keys(settle):
 async def test_save_dialog_says_training_state_is_not_in_safetensors(ckpts, settle):
     """Item 2 (dialog part)."""
     opened = open_target(ckpts["lightning.ckpt"])
-    if getattr(opened, "container", None) is None:
-        pytest.skip("the reader does not keep training containers yet")
+    assert opened.container is not None
     app = ModelTuiApp(ckpts["lightning.ckpt"], opened=opened)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
