@@ -297,3 +297,19 @@ async def test_a_stuck_forward_says_so_and_later_runs_work(settle, notes):
             assert not any(n == "forward pass cancelled" for n in notes(app)[-2:])
     finally:
         model.release.set()
+
+
+async def test_lazy_warning_names_f_and_goes_after_a_forward_pass(ui):
+    """Item 11: in the app the answer to lazy layers is f, and the warning goes once they are materialised."""
+    from modeltui.ui.widgets import ModulePanel
+
+    app = ModelTuiApp(None)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ui.settle(pilot)
+        root = str(app.query_one("#module-title", Static).render())
+        assert "until a forward pass (f in the app" in root and "pass -i/--input-shape to materialise" not in root
+        await ui.run_default_forward(pilot)
+        assert not any("lazy" in w for w in app.info.warnings)
+        app.query_one(ModuleTree).reveal(NodeRef("module", ""))
+        await ui.settle(pilot)
+        assert "lazy parameter" not in str(app.query_one(ModulePanel).query_one("#module-title", Static).render())
