@@ -217,9 +217,7 @@ class ModelTuiApp(EditActions, ForwardActions, App[int]):
             return
         if panel.tensor != name:
             panel.show(self.opened, name)
-        box = panel.query_one("#slice")
-        box.focus()
-        box.scroll_visible()
+        panel.focus_slice()
 
     def action_toggle_grad(self) -> None:
         name = self.main.selected_tensor()

@@ -174,6 +174,12 @@ class TensorPanel(Vertical):
             else:
                 self.hide()
 
+    def focus_slice(self) -> None:
+        """Put the cursor in the slice box (v)."""
+        box = self.query_one("#slice", Input)
+        box.focus()
+        box.scroll_visible()
+
     def toggle_grad(self) -> str | None:
         """Switch between values and gradient; returns why not, or None."""
         if self.tensor is None or self.info is None:
