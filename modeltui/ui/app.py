@@ -93,9 +93,16 @@ class ModelTuiApp(EditActions, ForwardActions, App[int]):
     def stats_cache(self) -> dict:
         return self.main.tensor_panel.stats_cache
 
-    def say(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None) -> None:
-        """A notification whose text may come from a file or user code: never markup, controls made visible."""
-        self.notify(visible(message, newlines=True, limit=2000), title=title, severity=severity, timeout=timeout, markup=False)
+    def say(self, message: str | list[str], *, title: str = "", severity: str = "information",
+            timeout: float | None = None) -> None:
+        """A notification whose text may come from a file or user code: never markup, controls made visible.
+
+        A newline inside a message is shown as ``\\n`` (a name holding one must not forge a line);
+        a list of lines is shown one per line.
+        """
+        lines = [message] if isinstance(message, str) else message
+        text = "\n".join(visible(line, limit=2000) for line in lines)
+        self.notify(text, title=title, severity=severity, timeout=timeout, markup=False)
 
     # ------------------------------------------------------------ loading
 
