@@ -251,54 +251,6 @@ async def test_editing_a_constant_says_it_will_not_be_saved(settle):
         assert "no save keeps this edit" in str(app.screen.query_one("#not-saved", Static).render())
 
 
-class StuckOnce(torch.nn.Module):
-    """The first forward loops in plain Python (no submodule call) until released; later ones return."""
-
-    def __init__(self):
-        super().__init__()
-        self.lin = torch.nn.Linear(4, 4)
-        self.release = threading.Event()
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        if self.calls == 1:
-            while not self.release.is_set():
-                time.sleep(0.01)
-        return self.lin(x)
-
-
-async def test_a_stuck_forward_says_so_and_later_runs_work(settle, notes):
-    """Issue 11 item 14: x cannot stop Python code that calls no submodule; say so; the next run is not 'cancelled'."""
-    from modeltui.core import open_module
-    from modeltui.ui.dialogs import ForwardResultScreen
-    from modeltui.ui.forward_actions import STUCK_AFTER
-
-    model = StuckOnce()
-    app = ModelTuiApp("stuck", opened=open_module(model, "stuck"))
-    try:
-        async with app.run_test(size=(100, 30)) as pilot:
-            await settle(pilot)
-            await pilot.press("f")
-            await pilot.pause()
-            app.screen.query_one("#shapes", Input).value = "2,4"
-            await pilot.press("enter")
-            await pilot.pause(0.3)
-            await pilot.press("escape")
-            await pilot.pause(STUCK_AFTER + 0.5)
-            assert any("cannot be interrupted" in n for n in notes(app))
-            await pilot.press("f")
-            await pilot.pause()
-            await pilot.press("enter")
-            deadline = time.time() + 20
-            while not isinstance(app.screen, ForwardResultScreen) and time.time() < deadline:
-                await pilot.pause(0.1)
-            assert isinstance(app.screen, ForwardResultScreen) and app.screen.result.ok
-            assert not any(n == "forward pass cancelled" for n in notes(app)[-2:])
-    finally:
-        model.release.set()
-
-
 async def test_lazy_warning_names_f_and_goes_after_a_forward_pass(ui):
     """Item 11: in the app the answer to lazy layers is f, and the warning goes once they are materialised."""
     from modeltui.ui.widgets import ModulePanel

@@ -106,7 +106,7 @@ class EditActions:
         if skipped:
             lines.append(f"skipped {len(skipped)} weight(s) with too few dimensions: {', '.join(skipped[:3])}"
                          + ("…" if len(skipped) > 3 else ""))
-        self.say("\n".join(lines), title="Initialised", timeout=8)
+        self.say(lines, title="Initialised", timeout=8)
 
     def action_edit_values(self) -> None:
         if not self._need_session("edit_values"):
@@ -151,7 +151,7 @@ class EditActions:
         self.refresh_views()
         lines = [f"{len(report.loaded)} tensors loaded from {os.path.basename(report.path)}"] + report.lines()
         bad = report.missing or report.unexpected or report.mismatched
-        self.say("\n".join(lines[:6]), title="Weights", severity="warning" if bad else "information", timeout=12)
+        self.say(lines[:6], title="Weights", severity="warning" if bad else "information", timeout=12)
 
     def action_save(self) -> None:
         if self.opened is None:
@@ -171,7 +171,7 @@ class EditActions:
             self.session.mark_saved()
         self.refresh_views()
         notes = report.notes()
-        self.say("\n".join([report.summary()] + notes), title="Saved", timeout=10,
+        self.say([report.summary()] + notes, title="Saved", timeout=10,
                  severity="warning" if notes else "information")
 
     def action_device(self) -> None:

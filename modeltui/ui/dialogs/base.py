@@ -31,7 +31,7 @@ def job_error(e: BaseException) -> str:
     from modeltui.core.errors import ModelTuiError
 
     text = str(e) if isinstance(e, ModelTuiError) else f"{type(e).__name__}: {e}"
-    return visible(text, newlines=True, limit=600)
+    return visible(text, limit=600)
 
 
 class DialogBody(VerticalScroll, can_focus=False):
@@ -61,7 +61,7 @@ class Dialog(ModalScreen[R]):
         yield from ()
 
     def show_error(self, message: str) -> None:
-        self.query_one("#error", Static).update(Text(f"✗ {visible(message, newlines=True)}", style="bold red"))
+        self.query_one("#error", Static).update(Text(f"✗ {visible(message)}", style="bold red"))
         self.query_one("#ok", Button).disabled = False
 
     def show_note(self, message: str) -> None:

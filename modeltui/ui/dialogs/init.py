@@ -12,6 +12,7 @@ from textual.widgets import Checkbox, Input, Label, Select
 
 from modeltui.core.errors import ModelTuiError
 from modeltui.core.initializers import REGISTRY
+from modeltui.format import visible
 from modeltui.ui.dialogs.base import Dialog
 
 CUSTOM = "custom (import path)"
@@ -65,7 +66,8 @@ class InitDialog(Dialog):
         self._prefill = self.memory.get("args", {}).get(self.memory.get("init", "normal_"), "")
 
     def title_text(self) -> str:
-        return f"Initialise {'tensor ' + self.tensor if self.tensor else 'module ' + (self.module or '(root)') + ' and its subtree'}"
+        what = f"tensor {self.tensor}" if self.tensor else f"module {self.module or '(root)'} and its subtree"
+        return visible(f"Initialise {what}", limit=200)
 
     def body(self) -> ComposeResult:
         mem = self.memory

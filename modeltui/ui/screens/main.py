@@ -77,7 +77,7 @@ class MainScreen(Screen):
     def show_failure(self, target: str, error: str) -> None:
         self.header.show_failed(target)
         msg = self.query_one("#message", Static)
-        msg.update(Text.assemble(("Could not open the target\n\n", "bold"), visible(error, newlines=True), ("\n\npress q to quit", "dim")))
+        msg.update(Text.assemble(("Could not open the target\n\n", "bold"), visible(error), ("\n\npress q to quit", "dim")))
         msg.add_class("visible")
 
     def show_model(self, opened: Opened, dirty: bool = False, outputs: dict | None = None) -> None:
@@ -167,7 +167,7 @@ class MainScreen(Screen):
 
     @on(SearchBar.NoMatch)
     def _no_match(self, event: SearchBar.NoMatch) -> None:
-        self.app.notify(f"no module or tensor matches '{event.query}'", severity="warning", markup=False)
+        self.app.notify(f"no module or tensor matches '{visible(event.query, limit=200)}'", severity="warning", markup=False)
 
     @on(TensorPanel.NonFinite)
     def _non_finite(self, event: TensorPanel.NonFinite) -> None:
