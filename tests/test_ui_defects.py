@@ -313,3 +313,23 @@ async def test_lazy_warning_names_f_and_goes_after_a_forward_pass(ui):
         app.query_one(ModuleTree).reveal(NodeRef("module", ""))
         await ui.settle(pilot)
         assert "lazy parameter" not in str(app.query_one(ModulePanel).query_one("#module-title", Static).render())
+
+
+@pytest.mark.parametrize("width", [80, 120, 200])
+async def test_forward_output_values_fit_the_result_dialog(width, ui):
+    """Item 16: the output grid of a forward pass is laid out by the dialog's width (no wrapped rows)."""
+    from modeltui.ui.dialogs import ForwardResultScreen
+
+    app = ModelTuiApp("sample_models.book:make_net", input_specs=[parse_input_spec("2,20")])
+    async with app.run_test(size=(width, 40)) as pilot:
+        await ui.settle(pilot)
+        await pilot.press("f", "enter")
+        await ui.settle(pilot)
+        assert isinstance(app.screen, ForwardResultScreen)
+        body = app.screen.query_one(Static)
+        lines = str(body.render()).splitlines()
+        header = next(i for i, line in enumerate(lines) if line.startswith("output "))
+        grid = lines[header + 2: header + 5]  # the column indices, then rows 0 and 1
+        assert grid[0].split()[0] == "0" and grid[1].split()[0] == "0" and grid[2].split()[0] == "1", grid
+        too_long = [line for line in lines if len(line) > body.content_region.width]
+        assert not too_long, f"{len(too_long)} line(s) wrap in a {body.content_region.width}-column dialog"
