@@ -218,6 +218,34 @@ async def test_tree_pane_resizes_with_keys(settle):
         assert tree.size.width < wider
 
 
+async def test_a_tree_label_that_does_not_fit_ends_with_an_ellipsis(settle):
+    """Item 26: an output shape cut by the pane's edge must not read as another shape (2×16×64 shown as 2×16)."""
+    from rich.style import Style
+
+    app = ModelTuiApp("sample_models.zoo:TinyGPT", input_specs=[parse_input_spec("2,16:int64")])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        tree = app.query_one(ModuleTree)
+        tree.reveal(NodeRef("module", "blocks.0.mlp.0"))
+        await settle(pilot)
+        node = tree.nodes_by_ref[NodeRef("module", "blocks.0.mlp.0")]
+        full = str(node.label)
+        assert full.endswith("→ 2×16×256")
+        room = tree.scrollable_content_region.width - 4 * tree.guide_depth  # depth 4: blocks, 0, mlp, 0
+        for _ in range(8):  # narrow the pane until the label no longer fits
+            if len(full) + 2 > room:
+                break
+            await pilot.press("less_than_sign")
+            await pilot.pause()
+            room = tree.scrollable_content_region.width - 4 * tree.guide_depth
+        shown = tree.render_label(node, Style(), Style()).plain
+        assert len(shown) <= room and shown.endswith("…"), (shown, room)
+        for _ in range(8):
+            await pilot.press("greater_than_sign")
+        await pilot.pause()
+        assert tree.render_label(node, Style(), Style()).plain.endswith("→ 2×16×256")
+
+
 async def test_save_dialog_says_training_state_is_not_in_safetensors(ckpts, settle):
     """Item 2 (dialog part)."""
     opened = open_target(ckpts["lightning.ckpt"])
