@@ -48,7 +48,8 @@ async def test_escape_while_preparing_stops_waiting_and_opens_nothing(ckpts, mon
     import modeltui.core.editable as editable
 
     real = editable.make_editable
-    monkeypatch.setattr(editable, "make_editable", lambda o: (time.sleep(0.5), real(o))[1])
+    release = threading.Event()  # not a sleep: a loaded machine can take longer than it to show the busy screen
+    monkeypatch.setattr(editable, "make_editable", lambda o: (release.wait(5), real(o))[1])
     app = ModelTuiApp(ckpts["model.safetensors"])
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
@@ -56,6 +57,7 @@ async def test_escape_while_preparing_stops_waiting_and_opens_nothing(ckpts, mon
         await pilot.pause()
         assert isinstance(app.screen, BusyScreen)
         await pilot.press("escape")
+        release.set()
         await settle(pilot)
         assert len(app.screen_stack) == 1 and app.session is not None  # ready for the next edit, no dialog
 
@@ -104,6 +106,28 @@ async def test_e_acts_on_the_highlighted_tensor_at_once(settle):
         await pilot.press("down", "right", "down", "e")  # 0, expand, 0.weight, e: no pause in between
         await pilot.pause()
         assert isinstance(app.screen, EditDialog) and app.screen.tensor_name == "0.weight"
+
+
+async def test_e_acts_on_the_cursor_before_the_panels_catch_up(settle, notes):
+    """Item 10, the race itself: the cursor has moved, the highlight has not reached the panels yet."""
+    app = ModelTuiApp("sample_models.book:make_param_net", input_specs=[parse_input_spec("2,4")])
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        tree = app.query_one(ModuleTree)
+        tree.reveal(NodeRef("tensor", "0.weight"))
+        await settle(pilot)
+        assert app.main.tensor_panel.tensor == "0.weight"
+        tree.action_cursor_down()  # onto 0.bias
+        app.action_edit_values()  # before the NodeHighlighted message is handled
+        await pilot.pause()
+        assert isinstance(app.screen, EditDialog) and app.screen.tensor_name == "0.bias"
+        await pilot.press("escape")
+        await settle(pilot)
+        tree.action_cursor_down()  # onto module 1 (ReLU): no tensor under the cursor, the panel still shows 0.bias
+        app.action_edit_values()
+        await pilot.pause()
+        assert not isinstance(app.screen, EditDialog), "e edited a tensor of another module than the one highlighted"
+        assert "select a tensor first" in notes(app)[-1]
 
 
 async def test_screenshot_goes_to_the_current_folder_and_says_where(tmp_path, monkeypatch, settle, notes):
