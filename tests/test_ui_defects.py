@@ -303,6 +303,34 @@ async def test_editing_a_constant_says_it_will_not_be_saved(settle):
         assert "no save keeps this edit" in str(app.screen.query_one("#not-saved", Static).render())
 
 
+async def test_initialising_a_constant_says_it_will_not_be_saved(settle, notes):
+    """Item 3 through i: a constant initialised (the tensor, or a module with constants included) is never saved."""
+    from textual.widgets import Checkbox
+
+    app = ModelTuiApp("sample_models.book:make_chimera", input_specs=[parse_input_spec("2,20")])
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        app.query_one(ModuleTree).reveal(NodeRef("tensor", "2.rand_weight"))
+        await settle(pilot)
+        await pilot.press("i")
+        await settle(pilot)
+        assert isinstance(app.screen, InitDialog)
+        assert "no save keeps" in str(app.screen.query_one("#not-saved", Static).render())
+        app.screen.query_one("#ok").press()
+        await settle(pilot)
+        assert not app.session.dirty and "2.rand_weight" in notes(app)[-1] and "no save keeps" in notes(app)[-1]
+        app.query_one(ModuleTree).reveal(NodeRef("module", "2"))
+        await settle(pilot)
+        await pilot.press("i")
+        await settle(pilot)
+        box = app.screen.query_one("#constants", Checkbox)
+        assert "never saved" in str(box.label)
+        box.value = True
+        app.screen.query_one("#ok").press()
+        await settle(pilot)
+        assert "2.rand_weight" in notes(app)[-1] and "no save keeps" in notes(app)[-1]
+
+
 class StuckOnce(torch.nn.Module):
     """The first forward loops in plain Python (no submodule call) until released; later ones return."""
 
