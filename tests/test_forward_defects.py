@@ -49,6 +49,20 @@ def test_build_inputs_makes_args_and_kwargs_with_mask_ones():
         build_inputs([parse_input_spec("x=2"), parse_input_spec("x=3")], torch.device("cpu"), model)
 
 
+def test_a_positional_input_that_fills_a_mask_parameter_is_ones():
+    """The issue's own scenario: repeated -i fill forward's parameters in order, attention_mask third."""
+    from sample_models.zoo import TinySeq2Seq
+
+    model = TinySeq2Seq()
+    specs = [parse_input_spec(s) for s in ("2,16", "2,8", "2,16")]
+    args, kwargs = build_inputs(specs, torch.device("cpu"), model)
+    assert not kwargs and args[2].dtype == torch.int64 and bool((args[2] == 1).all())
+    assert int(args[1].max()) > 1  # decoder_input_ids are drawn, not ones
+    chosen = InputSpec((2, 16), dist="randint")  # a distribution asked for is kept
+    assert int(build_inputs(specs[:2] + [chosen], torch.device("cpu"), model)[0][2].max()) > 1
+    assert run_forward(model, specs).ok
+
+
 def test_a_model_with_keyword_inputs_runs_headless(capsys):
     args = ["sample_models.zoo:TinySeq2Seq", "-i", "2,16", "-i", "decoder_input_ids=2,8", "-i", "attention_mask=2,16", "--json"]
     assert main(args) == 0

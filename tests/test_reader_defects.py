@@ -93,6 +93,29 @@ def test_the_books_list_and_dict_files_open(tmp_path):
     assert list(o.info.tensors) == ["x", "y"] and o.container is None
 
 
+def test_the_books_single_tensor_file_is_saved_back_as_a_tensor(tmp_path):
+    """6.6's ``torch.save(x, 'x-file')``: saved back to a torch file it is still a tensor, not ``{"tensor": x}``."""
+    from modeltui.core.editable import make_editable
+    from modeltui.core.editing import edit_values
+    from modeltui.core.session import Session
+    from modeltui.core.saving import save_opened
+
+    torch.save(torch.arange(4.0), tmp_path / "x-file")
+    o = open_target(str(tmp_path / "x-file"))
+    assert list(o.info.tensors) == ["tensor"]
+    make_editable(o)
+    edit_values(Session(o), "tensor", "[0] = 42")
+    for name in ("x-file.pt", "x.ckpt"):
+        report = save_opened(o, str(tmp_path / name))
+        back = torch.load(tmp_path / name, weights_only=True)
+        assert isinstance(back, torch.Tensor), type(back)
+        assert back.tolist() == [42.0, 1.0, 2.0, 3.0] and report.kept_entries == []
+    save_opened(o, str(tmp_path / "x.safetensors"))  # a safetensors file holds named tensors: the name is "tensor"
+    from safetensors.torch import load_file
+
+    assert load_file(tmp_path / "x.safetensors")["tensor"].tolist() == [42.0, 1.0, 2.0, 3.0]
+
+
 def test_nested_lists_and_tuples_open_as_paths(tmp_path):
     a, b = torch.ones(2), torch.zeros(3)
     torch.save((a, [b, {"z": torch.full((1,), 5.0)}]), tmp_path / "t.pt")

@@ -6,6 +6,7 @@ Update the baselines after an intended change with
 
 import pytest
 import torch
+from textual.widgets import Input
 
 from modeltui.core import open_target, parse_input_spec
 from modeltui.ui.app import ModelTuiApp
@@ -41,6 +42,8 @@ def scenario(select, *keys, then=None):
             await then(pilot)
             await _wait(pilot)
         pilot.app.clear_notifications()
+        for box in pilot.app.screen.query(Input):
+            box.cursor_blink = False  # a blinking cursor made the image depend on the moment it was taken (flaky under load)
         await pilot.pause()
 
     return run_before

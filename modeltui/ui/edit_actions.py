@@ -102,6 +102,11 @@ class EditActions:
                 lines.append(f"{n}: mean {fmt_value(b.mean)} → {fmt_value(a.mean)}, std {fmt_value(b.std)} → {fmt_value(a.std)}")
         if len(report.names) > 3:
             lines.append(f"… and {len(report.names) - 3} more tensors")
+        from modeltui.core.editing import not_saved_reason
+
+        lost = [n for n in report.names if not_saved_reason(self.session, n)]
+        if lost:
+            lines.append(f"not in the state_dict, so no save keeps: {', '.join(lost[:3])}" + ("…" if len(lost) > 3 else ""))
         skipped = getattr(report, "skipped", [])
         if skipped:
             lines.append(f"skipped {len(skipped)} weight(s) with too few dimensions: {', '.join(skipped[:3])}"

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Checkbox, Input, Label, Select
+from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from modeltui.core.errors import ModelTuiError
 from modeltui.core.initializers import REGISTRY
@@ -95,8 +95,14 @@ class InitDialog(Dialog):
                 yield Input(str(new_seed()), id="seed", type="integer", compact=True)
             with Vertical():
                 yield Label(" ")
-                yield Checkbox("include constants", value=bool(mem.get("constants")), id="constants",
+                yield Checkbox("include constants (never saved)", value=bool(mem.get("constants")), id="constants",
                                disabled=self.tensor is not None, compact=True)
+        if self.tensor is not None:
+            from modeltui.core.editing import not_saved_reason
+
+            note = not_saved_reason(self.session, self.tensor)
+            if note:
+                yield Static(Text(note + "; the model uses the new values until you quit", style="bold yellow"), id="not-saved")
 
     def on_mount(self) -> None:
         self._describe_args(str(self.query_one("#init", Select).value))

@@ -116,9 +116,15 @@ class MainScreen(Screen):
         return (ref.name, None) if ref.kind == "module" else (None, ref.name)
 
     def selected_tensor(self) -> str | None:
-        """The tensor under the cursor, else the tensor shown in the panel."""
-        _, tensor = self.selection()
-        return tensor or self.tensor_panel.tensor
+        """The tensor under the cursor, else the one the panel shows of the module under the cursor (picked in its table)."""
+        module, tensor = self.selection()
+        if tensor is not None:
+            return tensor
+        shown = self.tensor_panel.tensor
+        info = self.opened.info if self.opened is not None else None
+        if shown is not None and info is not None and shown in info.tensors and info.tensors[shown].module == module:
+            return shown
+        return None
 
     @on(Tree.NodeHighlighted)
     def _highlighted(self, event: Tree.NodeHighlighted) -> None:
