@@ -63,6 +63,12 @@ class Dialog(ModalScreen[R]):
     def show_error(self, message: str) -> None:
         self.query_one("#error", Static).update(Text(f"✗ {visible(message)}", style="bold red"))
         self.query_one("#ok", Button).disabled = False
+        # disabling OK while the job ran moved the focus on to Cancel: give it back to
+        # the first text box, so the correction is typed there and Enter does not cancel
+        if self.focused is None or isinstance(self.focused, Button):
+            box = next(iter(self.query(Input)), None)
+            if box is not None:
+                box.focus()
 
     def show_note(self, message: str) -> None:
         self.query_one("#error", Static).update(Text(message, style="dim"))
