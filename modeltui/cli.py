@@ -185,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
     from modeltui.forward_report import run_forward_report, wants_report
 
     if wants_report(args, specs):  # -i with --json/--summary, or --backward: the layers of the run too
-        return run_forward_report(args, request, specs)
+        return run_forward_report(args, request, specs, user_output_to_stderr)
     if not headless:
         for name, stream in (("stdin", sys.stdin), ("stdout", sys.stdout)):
             if stream is None or not stream.isatty():

@@ -24,9 +24,11 @@ def wants_report(args, specs) -> bool:
     return bool(getattr(args, "backward", None)) or bool(specs and (args.json or args.summary))
 
 
-def run_forward_report(args, request, specs) -> int:
-    """Open, run (forward, or forward and backward), print JSON or the summary with the layers table."""
-    from modeltui.cli import user_output_to_stderr
+def run_forward_report(args, request, specs, user_output_to_stderr) -> int:
+    """Open, run (forward, or forward and backward), print JSON or the summary with the layers table.
+
+    ``user_output_to_stderr`` is the CLI's guard that sends what the model's code prints to stderr.
+    """
     from modeltui.core.targets import open_request
 
     loss = getattr(args, "backward", None)
@@ -88,8 +90,8 @@ def run_line(result) -> str:
     if result.loss_kind:
         how = "added to the grads already there" if result.accumulated else "grads cleared first"
         parts.append(f"loss ({result.loss_kind}) {_fig(result.loss)}, {how}")
-    parts.append(f"first non-finite output: {result.first_nonfinite or 'none'}" if result.first_nonfinite is None
-                 else f"first non-finite output: {result.first_nonfinite or '(root)'}")
+    first = result.first_nonfinite
+    parts.append("first NaN/Inf output: " + ("none" if first is None else first or "(root)"))
     return "  ·  ".join(parts)
 
 

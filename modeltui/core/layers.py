@@ -63,7 +63,7 @@ def _figure(get: Callable[[ActivationStats], Any]) -> Callable[[LayerRow], float
 
 #: sort keys of the layers table: name -> (title, key of a row)
 SORTS: dict[str, tuple[str, Callable[[LayerRow], Any]]] = {
-    "order": ("execution order", lambda r: r.index),
+    "order": ("order", lambda r: r.index),
     "std": ("std", _figure(lambda s: s.std)),
     "mean": ("mean", _figure(lambda s: s.mean)),
     "zeros": ("zero fraction", _figure(lambda s: s.zero_fraction)),

@@ -93,7 +93,7 @@ class LayersScreen(ModalScreen[str | None]):
         self.query_one("#layers-legend", Static).update(self.plot.legend(self.leaves_only))
         self.table.show(self.rows, before)
         keys = Text()
-        for key, what in (("s", f"sort ({SORTS[self.table.sort_by][0]})"), ("r", "reverse"),
+        for key, what in (("s", f"sort: {SORTS[self.table.sort_by][0]}"), ("r", "reverse"),
                           ("p", "hide before" if self.compare else "run before"),
                           ("a", "all modules" if self.leaves_only else "layers only"), ("enter", "go to"), ("esc", "close")):
             keys.append(f" {key} ", style="bold reverse")

@@ -134,5 +134,5 @@ class DepthPlot(PlotextPlot):
         for s in reversed(self.series):
             t.append(" ━━ ", style=f"bold {s.rich_color}")
             t.append(s.label)
-        t.append(f"   x: {'layer' if leaves_only else 'module'} # in execution order (the table's #), log scale", style="dim")
+        t.append(f"   x: {'layer' if leaves_only else 'module'} #", style="dim")
         return t
