@@ -195,3 +195,29 @@ async def test_the_layers_view_sorts_compares_and_goes_to_a_module(ui, notes):
         await ui.settle(pilot)
         assert not isinstance(app.screen, LayersScreen)
         assert app.query_one(ModuleTree).cursor_ref() == NodeRef("module", "layers.0.q_proj")
+
+
+async def test_grads_never_make_quit_ask_and_undo_puts_a_tensor_back_with_its_grad(ui, tmp_path):
+    from modeltui.core.editing import edit_values
+    from modeltui.core.saving import save_opened
+
+    opened = tied_frozen()
+    app = ModelTuiApp("tied", opened=opened, input_specs=[parse_input_spec("3,5")])
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ui.settle(pilot)
+        h = ui.model_hash(opened.model)
+        edit_values(app.session, "top.bias", "[0] = 5")
+        app.refresh_views()
+        await forward(pilot, ui, "sum")
+        assert app.session.dirty and opened.model.top.bias.grad is not None
+        await pilot.press("u")
+        await ui.settle(pilot)
+        assert ui.model_hash(opened.model) == h and not app.session.dirty  # the backward left the values alone
+        # undo puts top.bias back whole, its grad as it was at the edit (none): its norm goes; the others stay
+        assert opened.model.top.bias.grad is None and "∇" not in label(app, "tensor", "top.bias")
+        assert opened.model.top.weight.grad is not None and "∇" in label(app, "tensor", "top.weight")
+        report = save_opened(opened, str(tmp_path / "tied.safetensors"))
+        assert report is not None and (tmp_path / "tied.safetensors").exists()  # grads are not saved, nothing fails
+        await pilot.press("q")
+        await ui.settle(pilot)
+    assert app.return_code == 0  # no "unsaved changes?" question for grads

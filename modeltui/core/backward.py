@@ -53,9 +53,13 @@ def check_backward(model, loss: str) -> None:
     """Raise :class:`BackwardError` when a backward with ``loss`` cannot run on ``model``."""
     if loss not in LOSSES:
         raise BackwardError(f"unknown loss '{loss}' (expected one of {', '.join(LOSSES)})")
-    if not any(p.requires_grad for p in model.parameters()):
+    params = list(model.parameters())
+    if not any(p.requires_grad for p in params):
         raise BackwardError("no parameter requires grad (every parameter is frozen): there is nothing to differentiate; "
                             "the model and its grads are unchanged")
+    if any(p.is_meta and not is_lazy(p) for p in params):
+        raise BackwardError("the model is on the meta device (structure only): it has no values to differentiate; "
+                            "open it on cpu or cuda")
 
 
 def make_loss(output, loss: str, generator=None):

@@ -108,7 +108,7 @@ def forward_json(result: ForwardResult) -> dict[str, Any]:
             "min": _num(s.min) if s else None, "max": _num(s.max) if s else None,
             "zero_fraction": _num(s.zero_fraction) if s else None,
             "nan": s.nan if s else 0, "inf": s.inf if s else 0, "ms": round(row.ms, 4),
-            "calls": row.calls, "bytes": s.bytes if s else 0,
+            "calls": row.calls, "bytes": s.bytes if s else sum(o.bytes for o in row.outputs),
             "grad_norm": _num(row.grad_norm), "outputs": [o.to_json() for o in row.outputs],
         })
     return {

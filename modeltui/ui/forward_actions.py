@@ -4,12 +4,15 @@ cancelling it, the layers view of the last runs, and clearing the grads.
 Grads are scratch state (not in the state_dict): a backward or "zero grads"
 never marks the model unsaved and is not undone with u; both hold the
 session's lock, so no edit runs meanwhile. A backward that fails leaves
-every grad as it was (see ``core.backward``).
+every grad as it was (see ``core.backward``). An undo or redo puts a
+tensor back whole, its grad included (the session records it): the grad
+norms shown are those of the last backward's grads that are still there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import weakref
 
 from textual import work
 from textual.worker import get_current_worker
@@ -93,7 +96,7 @@ class ForwardActions:
         result = message.result
         self.forward_records = result.records
         if result.loss_kind and result.ok:
-            self.grad_norms = dict(result.grad_norms)
+            self._keep_grad_norms(result.grad_norms)
         self._remember(result)
         self.refresh_views()
         if result.error == "cancelled":
@@ -103,6 +106,27 @@ class ForwardActions:
             self.say(result.error, title="Forward pass failed", severity="error", timeout=10)
         self._show_nonfinite(result)
         self.push_screen(ForwardResultScreen(result, message.stats, message.grids))
+
+    def _keep_grad_norms(self, norms: dict[str, float]) -> None:
+        """The norms of the grads just made, and (weakly) the grads they are of."""
+        self.grad_norms = dict(norms)
+        self._grad_refs = {}
+        for name in norms:
+            t = self.opened.tensors.get(name)
+            if t is not None and t.grad is not None:
+                self._grad_refs[name] = weakref.ref(t.grad)
+
+    def current_grad_norms(self) -> dict[str, float]:
+        """The last backward's grad norms whose grad is still the tensor's grad (an undo may have put another back)."""
+        refs = getattr(self, "_grad_refs", {})
+        tensors = self.opened.tensors if self.opened is not None else {}
+        kept = {}
+        for name, norm in self.grad_norms.items():
+            t, ref = tensors.get(name), refs.get(name)
+            if t is not None and ref is not None and t.grad is not None and ref() is t.grad:
+                kept[name] = norm
+        self.grad_norms = kept
+        return kept
 
     def started_with(self, result) -> None:
         """The pass run at open (``-i``): its marks are in the tree at once, and it is the layers view's first run."""
@@ -185,7 +209,7 @@ class ForwardActions:
         self.post_message(GradsZeroed(count))
 
     def on_grads_zeroed(self, message: GradsZeroed) -> None:
-        self.grad_norms = {}
+        self._keep_grad_norms({})
         self.main.show_run(None, self.grad_norms)
         self.refresh_views()
         self.say(f"cleared the grads of {message.count:,} parameter(s) (set to None; not an edit: nothing to save or undo)"
