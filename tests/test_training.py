@@ -118,15 +118,7 @@ def test_hooks_do_not_keep_outputs_alive():
     assert refs and refs[0]() is None  # the hidden activation is gone: only its figures were kept
 
 
-def nan_net(layer: int = 2):
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
-    with torch.no_grad():
-        net[layer].weight[0, 0] = float("nan")
-    return net
-
-
-def test_a_nan_planted_in_a_weight_names_that_layer_first():
+def test_a_nan_planted_in_a_weight_names_that_layer_first(nan_net):
     r = run_forward(nan_net(2), [parse_input_spec("2,4")])
     assert r.ok
     assert r.first_nonfinite == "2"
@@ -140,7 +132,7 @@ def test_a_nan_planted_in_a_weight_names_that_layer_first():
     assert run_forward(nan_net(2), [parse_input_spec("2,4")], defer_stats=True).first_nonfinite == "2"
 
 
-def test_inf_is_counted_and_an_all_finite_model_has_none():
+def test_inf_is_counted_and_an_all_finite_model_has_none(nan_net):
     net = nan_net(0)
     with torch.no_grad():
         net[0].weight[0, 0] = 0.0
@@ -153,22 +145,6 @@ def test_inf_is_counted_and_an_all_finite_model_has_none():
 # ------------------------------------------------------------ backward
 
 
-class TiedFrozen(nn.Module):
-    """An embedding tied to the output layer (used twice) and a frozen middle layer."""
-
-    def __init__(self):
-        super().__init__()
-        self.emb = nn.Embedding(20, 8)
-        self.mid = nn.Linear(8, 8)
-        self.top = nn.Linear(8, 8)
-        self.out = nn.Linear(8, 20, bias=False)
-        self.out.weight = self.emb.weight
-        self.mid.requires_grad_(False)
-
-    def forward(self, idx):
-        return self.out(torch.tanh(self.top(torch.tanh(self.mid(self.emb(idx))))))
-
-
 def captured_input(model, specs, seed=0):
     """The input the run builds for ``specs`` (caught by a pre-hook on the root)."""
     got = []
@@ -179,9 +155,8 @@ def captured_input(model, specs, seed=0):
 
 
 @pytest.mark.parametrize("loss", ["sum", "mean", "mse", "ce"])
-def test_grad_norms_equal_autograd_with_a_tied_pair_and_a_frozen_layer(loss):
-    torch.manual_seed(0)
-    model = TiedFrozen()
+def test_grad_norms_equal_autograd_with_a_tied_pair_and_a_frozen_layer(loss, tied_frozen):
+    model = tied_frozen()
     specs = [parse_input_spec("3,5")]
     (x,) = captured_input(model, specs)
     model.eval()
@@ -208,9 +183,8 @@ def test_grad_norms_equal_autograd_with_a_tied_pair_and_a_frozen_layer(loss):
     assert r.records["top"].summary is not None  # the activation figures come with it
 
 
-def test_grads_are_cleared_first_or_accumulated():
-    torch.manual_seed(0)
-    model = TiedFrozen()
+def test_grads_are_cleared_first_or_accumulated(tied_frozen):
+    model = tied_frozen()
     specs = [parse_input_spec("3,5")]
     first = run_backward(model, specs, "sum")
     g = model.top.weight.grad.clone()

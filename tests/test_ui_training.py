@@ -1,11 +1,16 @@
 """Issue 15 in the app: backward from the forward dialog, grad norms in the tree and the table, g, zero grads,
 the layers view, the first NaN/Inf output, and the -i pass's marks at start."""
 
+import math
+
 import pytest
 import torch
 from textual.widgets import Checkbox, DataTable, Select
 
 from modeltui.core import open_module, open_target, parse_input_spec
+from modeltui.core.backward import run_backward
+from modeltui.core.forward import run_forward
+from modeltui.core.layers import layer_rows
 from modeltui.core.request import OpenRequest
 from modeltui.ui.app import ModelTuiApp
 from modeltui.ui.dialogs import ForwardDialog, ForwardResultScreen
@@ -13,11 +18,10 @@ from modeltui.ui.screens import LayersScreen
 from modeltui.ui.widgets import ModulePanel, ModuleTree, NodeRef, TensorPanel
 
 
-def tied_frozen():
-    from tests.test_training import TiedFrozen
-
-    torch.manual_seed(0)
-    return open_module(TiedFrozen(), "tied")
+@pytest.fixture
+def tied(tied_frozen):
+    """``tied()``: the conftest's tied / frozen model, opened."""
+    return lambda: open_module(tied_frozen(), "tied")
 
 
 async def forward(pilot, ui, loss=None, accumulate=False, close=True):
@@ -42,8 +46,8 @@ def label(app, kind, name) -> str:
     return str(tree.nodes_by_ref[NodeRef(kind, name)].label)
 
 
-async def test_backward_from_the_dialog_shows_grad_norms_and_g_shows_the_grad(ui):
-    opened = tied_frozen()
+async def test_backward_from_the_dialog_shows_grad_norms_and_g_shows_the_grad(ui, tied):
+    opened = tied()
     app = ModelTuiApp("tied", opened=opened, input_specs=[parse_input_spec("3,5")])
     async with app.run_test(size=(120, 36)) as pilot:
         await ui.settle(pilot)
@@ -71,8 +75,8 @@ async def test_backward_from_the_dialog_shows_grad_norms_and_g_shows_the_grad(ui
         assert app.stats_cache[("top.weight", True)].norm == pytest.approx(expected, rel=1e-6)
 
 
-async def test_zero_grads_clears_them_and_marks_nothing_unsaved(ui, notes):
-    app = ModelTuiApp("tied", opened=tied_frozen(), input_specs=[parse_input_spec("3,5")])
+async def test_zero_grads_clears_them_and_marks_nothing_unsaved(ui, notes, tied):
+    app = ModelTuiApp("tied", opened=tied(), input_specs=[parse_input_spec("3,5")])
     async with app.run_test(size=(120, 36)) as pilot:
         await ui.settle(pilot)
         await forward(pilot, ui, "mean")
@@ -86,8 +90,8 @@ async def test_zero_grads_clears_them_and_marks_nothing_unsaved(ui, notes):
         assert not app.session.dirty and not app.session.undo_stack
 
 
-async def test_accumulate_is_said_and_adds(ui):
-    app = ModelTuiApp("tied", opened=tied_frozen(), input_specs=[parse_input_spec("3,5")])
+async def test_accumulate_is_said_and_adds(ui, tied):
+    app = ModelTuiApp("tied", opened=tied(), input_specs=[parse_input_spec("3,5")])
     async with app.run_test(size=(120, 36)) as pilot:
         await ui.settle(pilot)
         await forward(pilot, ui, "sum")
@@ -121,14 +125,10 @@ async def test_a_loss_that_does_not_fit_is_an_error_and_the_grads_stay(ui, notes
         assert torch.equal(model[0].weight.grad, g) and app.info.tensors["0.weight"].has_grad
 
 
-def nan_opened():
-    from tests.test_training import nan_net
-
-    return open_module(nan_net(2), "nan")
 
 
-async def test_the_tree_jumps_to_the_first_nan_output(ui, notes):
-    app = ModelTuiApp("nan", opened=nan_opened(), input_specs=[parse_input_spec("2,4")])
+async def test_the_tree_jumps_to_the_first_nan_output(ui, notes, nan_net):
+    app = ModelTuiApp("nan", opened=open_module(nan_net(2), "nan"), input_specs=[parse_input_spec("2,4")])
     async with app.run_test(size=(120, 36)) as pilot:
         await ui.settle(pilot)
         await forward(pilot, ui)
@@ -197,11 +197,11 @@ async def test_the_layers_view_sorts_compares_and_goes_to_a_module(ui, notes):
         assert app.query_one(ModuleTree).cursor_ref() == NodeRef("module", "layers.0.q_proj")
 
 
-async def test_grads_never_make_quit_ask_and_undo_puts_a_tensor_back_with_its_grad(ui, tmp_path):
+async def test_grads_never_make_quit_ask_and_undo_puts_a_tensor_back_with_its_grad(ui, tmp_path, tied):
     from modeltui.core.editing import edit_values
     from modeltui.core.saving import save_opened
 
-    opened = tied_frozen()
+    opened = tied()
     app = ModelTuiApp("tied", opened=opened, input_specs=[parse_input_spec("3,5")])
     async with app.run_test(size=(120, 36)) as pilot:
         await ui.settle(pilot)
@@ -221,3 +221,29 @@ async def test_grads_never_make_quit_ask_and_undo_puts_a_tensor_back_with_its_gr
         await pilot.press("q")
         await ui.settle(pilot)
     assert app.return_code == 0  # no "unsaved changes?" question for grads
+
+
+def test_the_plot_draws_std_and_grad_norm_against_depth_with_the_run_before_and_nan_marks(tied_frozen, nan_net):
+    from modeltui.ui.widgets.depth_plot import log_ticks, make_series, tick_label
+
+    model = tied_frozen()
+    specs = [parse_input_spec("3,5")]
+    before = layer_rows(run_backward(model, specs, "sum"))
+    with torch.no_grad():
+        model.top.weight.mul_(10)
+    now = layer_rows(run_backward(model, specs, "sum"))
+    series = {s.label: s for s in make_series(now, before)}
+    assert set(series) == {"std", "grad norm", "std before", "grad norm before"}
+    leaves = [r for r in now if r.leaf]
+    assert series["std"].xs == list(range(len(leaves)))
+    top = [r.path for r in leaves].index("top")
+    assert series["std"].ys[top] == pytest.approx(math.log10(leaves[top].stats.std))
+    assert series["std"].ys[top] > series["std before"].ys[top]  # 10x the weights, a wider output
+    grads = dict(zip(series["grad norm"].xs, series["grad norm"].ys))
+    assert set(grads) == {x for x, r in enumerate(leaves) if r.grad_norm is not None}  # mid is frozen: no point
+    assert "NaN/Inf output" not in series
+    nan_rows = layer_rows(run_forward(nan_net(2), [parse_input_spec("2,4")]))
+    marks = next(s for s in make_series(nan_rows, None) if s.marks)
+    assert marks.xs == [x for x, r in enumerate(r for r in nan_rows if r.leaf) if r.nonfinite] and marks.xs[0] == 2
+    assert log_ticks(-2.3, 0.4) == ([-3.0, -2.0, -1.0, 0.0, 1.0], ["0.001", "0.01", "0.1", "1", "10"])
+    assert tick_label(-6) == "1e-6" and tick_label(2) == "100"

@@ -82,10 +82,9 @@ def measure(t, name: str, defer: bool) -> ActivationStats:
     n = st.numel
     total = x.sum()
     lo, hi = torch.aminmax(x)
-    nonzero = torch.count_nonzero(x)
     if not defer:
         s, a, b = float(total), float(lo), float(hi)
-        st.zeros = n - int(nonzero)
+        st.zeros = 0 if a > 0 or b < 0 else n - int(torch.count_nonzero(x))  # all of one sign: no zero to count
         if not (math.isfinite(a) and math.isfinite(b)):
             st.nan, st.inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
             return st
@@ -95,7 +94,7 @@ def measure(t, name: str, defer: bool) -> ActivationStats:
         return st
     mean = total / n
     sq = _centered_square_sum(x, mean)
-    counts = torch.stack([nonzero, torch.isnan(x).sum(), torch.isinf(x).sum()])
+    counts = torch.stack([torch.count_nonzero(x), torch.isnan(x).sum(), torch.isinf(x).sum()])
     st.pending = (torch.stack([mean, lo.to(mean.dtype), hi.to(mean.dtype), sq]), counts)
     return st
 

@@ -31,9 +31,9 @@ from modeltui.core.tensors import is_lazy
 class ModuleRecord:
     """What one module produced in the last forward pass."""
 
-    shapes: list[tuple[int, ...]]  # one per tensor in its output
+    shapes: list[tuple[int, ...]]  # one per tensor in its output (of the module's last call, at any path)
     ms: float  # wall time including its children (not the time the statistics took)
-    calls: int = 1
+    calls: int = 1  # calls at this path (a module at several paths: its k-th call is the k-th path's)
     type: str = ""  # class name
     outputs: list[ActivationStats] = field(default_factory=list)  # per output tensor, of its last call
     summary: ActivationStats | None = None  # over every tensor of every call (see activations.merge)
@@ -210,19 +210,20 @@ def run_forward(
         _tensors_in(output, "", ts, names)
         shapes = [tuple(t.shape) for t in ts]
         mod_paths = paths.get(id(mod), ())
-        for p in mod_paths:
-            old = result.records.get(p)
-            if old is None:
-                result.records[p] = ModuleRecord(shapes, ms, type=type(mod).__name__)
-            else:
-                old.shapes = shapes
-                old.ms += ms
-                old.calls += 1
         if not mod_paths:
             return
         # a module at several paths (the book's shared layer): its k-th call is the k-th path's
+        # (its time, count and figures); every path shows the output shape
         k = calls_of[id(mod)] = calls_of.get(id(mod), -1) + 1
         own = mod_paths[k % len(mod_paths)]
+        for p in mod_paths:
+            old = result.records.get(p)
+            if old is None:
+                old = result.records[p] = ModuleRecord(shapes, 0.0, 0, type=type(mod).__name__)
+            old.shapes = shapes
+            if p == own:
+                old.ms += ms
+                old.calls += 1
         figures: list = []
         if measuring:
             m0 = time.perf_counter()

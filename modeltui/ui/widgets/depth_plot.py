@@ -28,6 +28,7 @@ class Series:
     ys: list[float]
     color: str  # plotext's name
     rich_color: str  # the same colour for the legend (rich's name)
+    marks: bool = False  # points (x) at the top of the plot, not a line: the layers whose output held NaN/Inf
 
 
 #: (label, plotext colour, rich colour) per line: the latest run bright, the run before in darker colours
@@ -68,6 +69,9 @@ def make_series(now: list[LayerRow], before: list[LayerRow] | None, leaves_only:
             ys.append(math.log10(max(v, floor)))
         if xs:
             out.append(Series(STYLES[key][0], xs, ys, STYLES[key][1], STYLES[key][2]))
+    bad = [x for x, r in enumerate(shown) if r.nonfinite]
+    if bad:
+        out.append(Series("NaN/Inf output", bad, [], "red", "bold red", marks=True))
     return out
 
 
@@ -112,13 +116,17 @@ class DepthPlot(PlotextPlot):
         plt.clear_data()
         plt.clear_figure()
         if not self.series:
-            plt.title("no figures to plot (no output had finite values)")
+            plt.title("no figures to plot (no output was measured)")
             self.refresh()
             return
-        for s in self.series:  # no labels: the legend is a line of text under the plot (it hides no point)
-            plt.plot(s.xs, s.ys, color=s.color, marker="braille")
-        ys = [y for s in self.series for y in s.ys]
+        ys = [y for s in self.series for y in s.ys] or [0.0]
         ticks, labels = log_ticks(min(ys), max(ys))
+        top = ticks[-1] if ticks else max(ys)
+        for s in self.series:  # no labels: the legend is a line of text under the plot (it hides no point)
+            if s.marks:
+                plt.scatter(s.xs, [top] * len(s.xs), color=s.color, marker="x")
+            else:
+                plt.plot(s.xs, s.ys, color=s.color, marker="braille")
         if ticks:
             plt.yticks(ticks, labels)
             plt.ylim(ticks[0], ticks[-1])
@@ -131,8 +139,8 @@ class DepthPlot(PlotextPlot):
     def legend(self, leaves_only: bool = True) -> Text:
         """What each colour is, and what the x axis counts."""
         t = Text()
-        for s in reversed(self.series):
-            t.append(" ━━ ", style=f"bold {s.rich_color}")
+        for s in sorted(self.series, key=lambda s: (s.marks, "before" in s.label)):
+            t.append(" x " if s.marks else " ━━ ", style=f"bold {s.rich_color}")
             t.append(s.label)
         t.append(f"   x: {'layer' if leaves_only else 'module'} #", style="dim")
         return t
