@@ -323,3 +323,19 @@ def test_accumulating_adds_where_the_pass_reached_and_keeps_the_rest():
     assert torch.equal(model.a.weight.grad, ga) and model.b.weight.grad is not None  # kept / added
     run_backward(model, specs, "sum")
     assert model.a.weight.grad is None  # cleared first: a pass that does not reach a leaves it none
+
+
+def test_an_output_torch_cannot_measure_gets_no_figures_and_the_pass_goes_on(monkeypatch):
+    import modeltui.core.activations as activations
+
+    real = activations._measure
+
+    def picky(t, name, defer):
+        if t.shape[-1] == 8:
+            raise RuntimeError("no kernel for this tensor subclass")
+        return real(t, name, defer)
+
+    monkeypatch.setattr(activations, "_measure", picky)
+    r = run_forward(nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 3)), [parse_input_spec("2,4")])
+    assert r.ok and r.records["0"].summary is None and r.records["0"].shapes == [(2, 8)]
+    assert r.records["1"].summary.numel == 6

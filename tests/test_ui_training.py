@@ -247,3 +247,25 @@ def test_the_plot_draws_std_and_grad_norm_against_depth_with_the_run_before_and_
     assert marks.xs == [x for x, r in enumerate(r for r in nan_rows if r.leaf) if r.nonfinite] and marks.xs[0] == 2
     assert log_ticks(-2.3, 0.4) == ([-3.0, -2.0, -1.0, 0.0, 1.0], ["0.001", "0.01", "0.1", "1", "10"])
     assert tick_label(-6) == "1e-6" and tick_label(2) == "100"
+
+
+async def test_hostile_module_names_in_the_layers_view_are_shown_never_obeyed(ui, notes):
+    from torch import nn
+
+    model = nn.Sequential()
+    for name in ("[bold red]RED[/]", "clear\x1b[2J", "rtl\u202eevil"):
+        model.add_module(name, nn.Linear(4, 4))
+    with torch.no_grad():
+        getattr(model, "clear\x1b[2J").weight[0, 0] = float("nan")
+    app = ModelTuiApp("hostile", opened=open_module(model, "hostile"), input_specs=[parse_input_spec("2,4")])
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ui.settle(pilot)
+        await forward(pilot, ui, "sum")
+        assert any("clear\\x1b[2J" in n for n in notes(app))  # the first NaN/Inf, named escaped
+        await pilot.press("l")
+        await ui.settle(pilot)
+        table = app.screen.table
+        cells = [str(table.get_cell(k, "module")) for k in ("[bold red]RED[/]", "clear\x1b[2J", "rtl\u202eevil")]
+        assert cells[0] == "[bold red]RED[/]" and cells[1] == "clear\\x1b[2J" and "\u202e" not in cells[2]
+        assert "clear\\x1b[2J" in str(app.screen.query_one("#layers-title").render())
+        assert app.is_running

@@ -64,7 +64,20 @@ def measure(t, name: str, defer: bool) -> ActivationStats:
     """The figures of output tensor ``t``; with ``defer`` they stay on its device until :func:`resolve`.
 
     Never keeps ``t``: only scalars (or 0-dim device tensors) are held.
+    Never raises: a tensor torch cannot measure (a subclass, an odd
+    layout, a dtype without kernels) gets no figures, and the model's
+    forward pass goes on.
     """
+    try:
+        return _measure(t, name, defer)
+    except Exception:
+        try:
+            return ActivationStats(name, tuple(t.shape), dtype_name(t.dtype), t.numel())
+        except Exception:
+            return ActivationStats(name, (), "?")
+
+
+def _measure(t, name: str, defer: bool) -> ActivationStats:
     import torch
 
     st = ActivationStats(name, tuple(t.shape), dtype_name(t.dtype), t.numel())

@@ -38,17 +38,6 @@ class BackwardError(ModelTuiError):
     """A backward pass cannot run (nothing requires grad, an unknown loss); nothing was changed."""
 
 
-def trainable(model) -> list:
-    """The unique initialised parameters of ``model`` that require grad."""
-    seen: set[int] = set()
-    out = []
-    for p in model.parameters():
-        if id(p) not in seen and p.requires_grad and not is_lazy(p):
-            seen.add(id(p))
-            out.append(p)
-    return out
-
-
 def check_backward(model, loss: str) -> None:
     """Raise :class:`BackwardError` when a backward with ``loss`` cannot run on ``model``."""
     if loss not in LOSSES:

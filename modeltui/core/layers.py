@@ -88,15 +88,6 @@ def pair_rows(now: list[LayerRow], before: list[LayerRow]) -> list[tuple[LayerRo
     return [(r, earlier.get(r.path)) for r in now]
 
 
-def depth_series(rows: list[LayerRow], leaves_only: bool = True) -> tuple[list[int], list[float | None], list[float | None]]:
-    """``(x, std, grad norm)`` against depth: the layers (leaf modules) in execution order, by default."""
-    chosen = [r for r in rows if r.leaf or not leaves_only]
-    xs = list(range(len(chosen)))
-    std = [r.stats.std if r.stats is not None else None for r in chosen]
-    grad = [r.grad_norm for r in chosen]
-    return xs, std, grad
-
-
 def forward_json(result: ForwardResult) -> dict[str, Any]:
     """The ``"forward"`` object of ``--json`` (see README)."""
     modules = []
