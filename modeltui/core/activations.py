@@ -2,10 +2,14 @@
 
 Every tensor a module outputs is measured where it lives (its device), whole
 (outputs are small next to weights), and dropped: only a few numbers are
-kept, never the output. On the CPU the figures are read at once (a read is
-free there) and NaN/Inf are counted only when the extremes say there are
-some; on an accelerator the figures stay on the device until the pass ends
-and are read back together, so the hooks never make the device wait.
+kept, never the output. On the CPU the figures are computed with numpy on
+the tensor's own memory (no copy): single-threaded reductions, so the hooks
+add no parallel regions to the pass (with torch's, each reduction is one
+more fork and join of its thread pool, which on a busy machine cost more
+than the arithmetic), and NaN/Inf are counted only when the extremes say
+there are some. On an accelerator the figures are torch reductions that
+stay on the device until the pass ends and are read back together, so the
+hooks never make the device wait.
 
 The figures of an output holding NaN or Inf are its counts; its mean, std,
 min and max are ``None`` (undefined), on every device alike.
@@ -93,22 +97,16 @@ def _measure(t, name: str, defer: bool) -> ActivationStats:
         x = x.float()  # half sums overflow; float8 lacks the kernels
     st.measured = True
     n = st.numel
+    if not defer and x.device.type == "cpu":
+        return _measure_numpy(st, x.resolve_conj().resolve_neg().numpy().reshape(-1))
     total = x.sum()
     lo, hi = torch.aminmax(x)
-    if not defer:
-        s, a, b = float(total), float(lo), float(hi)
-        st.zeros = 0 if a > 0 or b < 0 else n - int(torch.count_nonzero(x))  # all of one sign: no zero to count
-        if not (math.isfinite(a) and math.isfinite(b)):
-            st.nan, st.inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
-            return st
-        mean = s / n
-        st.mean, st.min, st.max = mean, a, b
-        st.std = math.sqrt(max(_centered_square_sum(x, mean) / n, 0.0))
-        return st
     mean = total / n
     sq = _centered_square_sum(x, mean)
     counts = torch.stack([torch.count_nonzero(x), torch.isnan(x).sum(), torch.isinf(x).sum()])
     st.pending = (torch.stack([mean, lo.to(mean.dtype), hi.to(mean.dtype), sq]), counts)
+    if not defer:  # an accelerator asked to read at once (one wait per output)
+        resolve([st])
     return st
 
 
@@ -116,8 +114,25 @@ def _centered_square_sum(x, mean):
     """The sum of squared deviations from ``mean`` (the two-pass algorithm: accurate, one temporary)."""
     d = x - mean
     d.mul_(d)
-    s = d.sum()
-    return float(s) if isinstance(mean, float) else s
+    return d.sum()
+
+
+def _measure_numpy(st: ActivationStats, a) -> ActivationStats:
+    """The figures of a CPU output, viewed as the 1-D float array ``a`` (pairwise sums: accurate)."""
+    import numpy as np
+
+    n = a.size
+    lo, hi = float(a.min()), float(a.max())  # NaN propagates: then lo and hi are NaN
+    st.zeros = 0 if lo > 0 or hi < 0 else n - int(np.count_nonzero(a))  # all of one sign: no zero to count
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        st.nan, st.inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+        return st
+    mean = float(a.sum(dtype=a.dtype)) / n
+    d = a - a.dtype.type(mean)
+    np.multiply(d, d, out=d)
+    st.mean, st.min, st.max = mean, lo, hi
+    st.std = math.sqrt(max(float(d.sum()) / n, 0.0))
+    return st
 
 
 def resolve(stats: list[ActivationStats]) -> None:
