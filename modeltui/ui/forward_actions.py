@@ -94,7 +94,8 @@ class ForwardActions:
         from modeltui.ui.dialogs import ForwardResultScreen
 
         result = message.result
-        self.forward_records = result.records
+        if result.records or result.ok:  # a backward refused before running leaves the last run's marks
+            self.forward_records = result.records
         if result.loss_kind and result.ok:
             self._keep_grad_norms(result.grad_norms)
         self._remember(result)
