@@ -41,9 +41,18 @@ def scenario(select, *keys, then=None):
             await then(pilot)
             await _wait(pilot)
         pilot.app.clear_notifications()
+        _steady_cursors(pilot.app)
         await pilot.pause()
 
     return run_before
+
+
+def _steady_cursors(app):
+    """Text boxes' cursors shown steadily: a blink caught half way made the image depend on the machine's speed."""
+    from textual.widgets import Input
+
+    for box in app.screen.query(Input):
+        box.cursor_blink = False
 
 
 async def _bad_init(pilot):
