@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--summary", action="store_true", help="print a summary table and exit")
     out.add_argument("--json", action="store_true", help="print the model as JSON (see README) and exit")
     out.add_argument("--save", metavar="OUT", help="load, write the state_dict to OUT (.safetensors or .pt) atomically, verify it and exit")
+    p.add_argument("--backward", choices=("sum", "mean", "mse", "ce"), metavar="LOSS",
+                   help="with -i and --json/--summary: run a backward pass too, loss sum, mean, mse (against zeros) or ce "
+                        "(against random classes); the grad norms go into the output")
     p.add_argument("--depth", type=int, metavar="N", help="with --summary: show modules down to depth N")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--version", action="version", version=f"modeltui {__version__}")
@@ -179,6 +182,10 @@ def _run(args: argparse.Namespace) -> int:
     # the TARGET is classified here, once: a bad one says so first, terminal or not
     request = OpenRequest.make(args.target, weights=args.weights, device=args.device, input_specs=specs,
                                trust=args.trust, strict=headless and not args.no_strict)
+    from modeltui.forward_report import run_forward_report, wants_report
+
+    if wants_report(args, specs):  # -i with --json/--summary, or --backward: the layers of the run too
+        return run_forward_report(args, request, specs, user_output_to_stderr)
     if not headless:
         for name, stream in (("stdin", sys.stdin), ("stdout", sys.stdout)):
             if stream is None or not stream.isatty():

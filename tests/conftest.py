@@ -151,3 +151,56 @@ def notes():
 def model_hash_fixture():
     """``model_hash(model)``: a hash of every value (state_dict tensors and constants)."""
     return model_hash
+
+
+def _tied_frozen_class():
+    from torch import nn
+
+    class TiedFrozen(nn.Module):
+        """An embedding tied to the output layer (used twice) and a frozen middle layer."""
+
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(20, 8)
+            self.mid = nn.Linear(8, 8)
+            self.top = nn.Linear(8, 8)
+            self.out = nn.Linear(8, 20, bias=False)
+            self.out.weight = self.emb.weight
+            self.mid.requires_grad_(False)
+
+        def forward(self, idx):
+            import torch
+
+            return self.out(torch.tanh(self.top(torch.tanh(self.mid(self.emb(idx))))))
+
+    return TiedFrozen
+
+
+@pytest.fixture
+def tied_frozen():
+    """``tied_frozen()``: a fresh seeded model, an embedding tied to its output layer and a frozen middle layer (input 3,5)."""
+    import torch
+
+    cls = _tied_frozen_class()
+
+    def make():
+        torch.manual_seed(0)
+        return cls()
+
+    return make
+
+
+@pytest.fixture
+def nan_net():
+    """``nan_net(layer)``: a seeded 5-layer MLP (input 2,4) with a NaN planted in ``layer``'s weight."""
+    import torch
+    from torch import nn
+
+    def make(layer: int = 2):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+        with torch.no_grad():
+            net[layer].weight[0, 0] = float("nan")
+        return net
+
+    return make

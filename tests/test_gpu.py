@@ -71,3 +71,22 @@ def test_cancelled_move_leaves_everything_where_it_was():
         move(s, "cuda", progress=lambda d, t: calls.append(d), should_stop=lambda: len(calls) >= 3)
     assert {p.device.type for p in s.model.parameters()} == {"cpu"}
     assert s.opened.device == "cpu"
+
+
+def test_activation_figures_kept_on_cuda_match_those_read_at_once_and_grads_are_there():
+    from modeltui.core.backward import run_backward
+
+    torch.manual_seed(0)
+    o = open_target("sample_models.zoo:TinyGPT", device="cuda")
+    spec = [parse_input_spec("2,16")]
+    kept = run_forward(o.model, spec, seed=0)  # the default on cuda: read back once, at the end
+    read = run_forward(o.model, spec, seed=0, defer_stats=False)
+    assert kept.ok and kept.order == read.order
+    for path in kept.order:
+        a, b = kept.records[path].summary, read.records[path].summary
+        assert a.pending is None and (a.nan, a.inf, a.numel, a.zeros) == (b.nan, b.inf, b.numel, b.zeros)
+        assert a.std == pytest.approx(b.std, rel=1e-5, abs=1e-7) and a.min == b.min and a.max == b.max
+    r = run_backward(o.model, spec, "sum", seed=0)
+    assert r.ok, r.error
+    assert o.model.tok.weight.grad.is_cuda
+    assert r.grad_norms["lm_head.weight"] == pytest.approx(float(o.model.tok.weight.grad.norm()), rel=1e-5)

@@ -42,11 +42,18 @@ def scenario(select, *keys, then=None):
             await then(pilot)
             await _wait(pilot)
         pilot.app.clear_notifications()
-        for box in pilot.app.screen.query(Input):
-            box.cursor_blink = False  # a blinking cursor made the image depend on the moment it was taken (flaky under load)
+        _steady_cursors(pilot.app)
         await pilot.pause()
 
     return run_before
+
+
+def _steady_cursors(app):
+    """Text boxes' cursors shown steadily: a blink caught half way made the image depend on the machine's speed."""
+    from textual.widgets import Input
+
+    for box in app.screen.query(Input):
+        box.cursor_blink = False
 
 
 async def _bad_init(pilot):
@@ -109,3 +116,35 @@ async def _quit_after_edit(pilot):
 
 def test_quit_confirm_fits_80x24(snap_compare):
     assert snap_compare(tiny_gpt(), terminal_size=SIZE, run_before=_quit_after_edit)
+
+
+async def _run_with_loss(pilot, loss="ce"):
+    pilot.app.action_forward()
+    await _wait(pilot)
+    pilot.app.screen.query_one("#loss").value = loss
+    await pilot.pause()
+    pilot.app.screen.query_one("#ok").press()
+    await _wait(pilot)
+    await pilot.press("escape")  # the result
+    await _wait(pilot)
+
+
+async def _before_and_after_xavier(pilot):
+    from modeltui.core.editing import initialise
+
+    await _wait(pilot)
+    await _run_with_loss(pilot)
+    initialise(pilot.app.session, "xavier_uniform_", {}, which="weights", seed=0)
+    pilot.app.refresh_views()
+    await _run_with_loss(pilot)
+    await pilot.press("l")
+    await _wait(pilot)
+    await pilot.press("p")  # the run before xavier, side by side
+    await _wait(pilot)
+    pilot.app.clear_notifications()
+    await pilot.pause()
+
+
+def test_layers_view_and_plot_fit_80x24(snap_compare):
+    """The layers view of TinyGPT before / after xavier: the plot (std and grad norm, both runs) and the table."""
+    assert snap_compare(tiny_gpt(), terminal_size=SIZE, run_before=_before_and_after_xavier)

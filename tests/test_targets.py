@@ -142,7 +142,10 @@ def test_json_contract(ckpts):
     r = run_cli("sample_models.book:make_shared_net", "-i", "2,4", "--json")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    assert set(data) == {"target", "kind", "total_params", "trainable_params", "total_bytes", "modules", "tensors", "metadata", "warnings"}
+    # with -i, the forward pass run at open is in "forward" (issue 15; tests/test_training_cli.py checks its entries)
+    assert set(data) == {"target", "kind", "total_params", "trainable_params", "total_bytes", "modules", "tensors", "metadata",
+                         "warnings", "forward"}
+    assert [m["path"] for m in data["forward"]["modules"]] == ["0", "1", "2", "3", "4", "5", "6", ""]
     assert data["kind"] == "module" and data["total_params"] == 121
     assert data["modules"][0] == {"path": "", "type": "Sequential", "params": 121, "children": ["0", "1", "2", "3", "4", "5", "6"]}
     t = {x["name"]: x for x in data["tensors"]}

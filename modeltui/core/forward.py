@@ -1,9 +1,12 @@
 """Forward passes on random inputs with per-module output shapes and times.
 
-Hooks record each module's output shape, dtype and time; a stack of running
-modules names the failing one when an exception escapes. Runs under
-``torch.no_grad()`` on the model's device; lazy modules materialise on the
-first run; data-dependent control flow simply runs.
+Hooks record each module's output shape, time and activation statistics
+(:mod:`modeltui.core.activations`: mean, std, min, max, zeros, NaN/Inf,
+bytes of each output tensor, measured on its device and never kept); a
+stack of running modules names the failing one when an exception escapes.
+Runs in eval mode under ``torch.no_grad()`` (or with autograd, for
+:mod:`modeltui.core.backward`) on the model's device; lazy modules
+materialise on the first run; data-dependent control flow simply runs.
 
 Every run owns its hooks and its stop flag (a :class:`ForwardRun`): the
 hooks act only in the thread of their run, so a run abandoned while stuck
@@ -18,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from modeltui.core.activations import ActivationStats, measure, merge, resolve
 from modeltui.core.errors import Cancelled, ModelTuiError
 from modeltui.core.inputs import InputSpec, build_inputs
 from modeltui.core.tensors import is_lazy
@@ -27,9 +31,13 @@ from modeltui.core.tensors import is_lazy
 class ModuleRecord:
     """What one module produced in the last forward pass."""
 
-    shapes: list[tuple[int, ...]]  # one per tensor in its output
-    ms: float  # wall time including its children
-    calls: int = 1
+    shapes: list[tuple[int, ...]]  # one per tensor in its output (of the module's last call, at any path)
+    ms: float  # wall time including its children (not the time the statistics took)
+    calls: int = 1  # calls at this path (a module at several paths: its k-th call is the k-th path's)
+    type: str = ""  # class name
+    outputs: list[ActivationStats] = field(default_factory=list)  # per output tensor, of its last call
+    summary: ActivationStats | None = None  # over every tensor of every call (see activations.merge)
+    measured: list[ActivationStats] = field(default_factory=list)  # every call's figures (merged into summary)
 
 
 @dataclass
@@ -43,6 +51,16 @@ class ForwardResult:
     error: str | None = None
     failed_module: str | None = None
     ms: float = 0.0
+    order: list[str] = field(default_factory=list)  # module paths in execution order (when each first output)
+    first_nonfinite: str | None = None  # the first module in execution order whose output held NaN or Inf
+    oom: bool = False  # the error was running out of memory
+    # set by core.backward.run_backward
+    loss: float | None = None
+    loss_kind: str | None = None  # "sum" | "mean" | "mse" | "ce"; None: a forward pass only
+    loss_note: str = ""  # what the loss was computed on
+    accumulated: bool = False  # grads added to the existing ones (else cleared first)
+    grad_norms: dict[str, float] = field(default_factory=dict)  # tensor name -> norm of its grad
+    module_grad_norms: dict[str, float] = field(default_factory=dict)  # module path -> norm over its subtree's grads
 
     @property
     def ok(self) -> bool:
@@ -125,14 +143,22 @@ def run_forward(
     should_stop: Callable[[], bool] | None = None,
     run: ForwardRun | None = None,
     device=None,
+    stats: bool = True,
+    defer_stats: bool | None = None,
+    then: Callable[[Any, ForwardResult], None] | None = None,
 ) -> ForwardResult:
     """Run ``model`` on random inputs made from ``specs`` and record what happened.
 
     Named specs (``attention_mask=2,16``) are keyword arguments, the others
     positional. ``run`` (made here when not given) carries the stop flag;
     ``should_stop`` is polled as well. ``device`` defaults to the model's.
-    Never raises for an error inside the model: the result carries the
-    message and the path of the innermost module that was running.
+    ``stats`` adds activation statistics to the records; ``defer_stats``
+    keeps them on the device until the pass ends (default: on accelerators).
+    ``then`` (with autograd on) is called with the output and the result
+    after the forward pass (a loss and its backward), its errors reported
+    as the model's are. Never raises for an error inside the model: the
+    result carries the message and the path of the innermost module that
+    was running.
     """
     import torch
 
@@ -156,9 +182,13 @@ def run_forward(
     paths: dict[int, list[str]] = {}
     for path, mod in walk_modules(model):
         paths.setdefault(id(mod), []).append(path)
-    stack: list[tuple[int, float]] = []
+    stack: list[tuple[int, float, float]] = []
     handles = []
     owner = threading.get_ident()
+    measuring = record and stats
+    spent = [0.0]  # seconds the statistics took so far (not counted in the modules' times)
+    calls_of: dict[int, int] = {}
+    events: list[tuple[str, list[ActivationStats]]] = []  # (path, figures) per call, in execution order
 
     def pre(mod, args):
         if threading.get_ident() != owner or not run.inside:
@@ -166,25 +196,43 @@ def run_forward(
         run.last_progress = time.monotonic()
         if run.cancelled:
             raise Cancelled()
-        stack.append((id(mod), time.perf_counter()))
+        stack.append((id(mod), time.perf_counter(), spent[0]))
 
     def post(mod, args, output):
         if threading.get_ident() != owner or not run.inside:
             return
+        now = time.perf_counter()
         run.last_progress = time.monotonic()
-        key, t0 = stack.pop() if stack else (id(mod), time.perf_counter())
-        ms = (time.perf_counter() - t0) * 1e3
+        key, t0, spent0 = stack.pop() if stack else (id(mod), now, spent[0])
+        ms = (now - t0 - (spent[0] - spent0)) * 1e3
         ts: list = []
-        _tensors_in(output, "", ts, [])
+        names: list = []
+        _tensors_in(output, "", ts, names)
         shapes = [tuple(t.shape) for t in ts]
-        for p in paths.get(id(mod), ()):
+        mod_paths = paths.get(id(mod), ())
+        if not mod_paths:
+            return
+        # a module at several paths (the book's shared layer): its k-th call is the k-th path's
+        # (its time, count and figures); every path shows the output shape
+        k = calls_of[id(mod)] = calls_of.get(id(mod), -1) + 1
+        own = mod_paths[k % len(mod_paths)]
+        for p in mod_paths:
             old = result.records.get(p)
             if old is None:
-                result.records[p] = ModuleRecord(shapes, ms)
-            else:
-                old.shapes = shapes
+                old = result.records[p] = ModuleRecord(shapes, 0.0, 0, type=type(mod).__name__)
+            old.shapes = shapes
+            if p == own:
                 old.ms += ms
                 old.calls += 1
+        figures: list = []
+        if measuring:
+            m0 = time.perf_counter()
+            figures = [measure(t, n, t.device.type != "cpu" if defer_stats is None else defer_stats) for t, n in zip(ts, names)]
+            rec = result.records[own]
+            rec.outputs = figures
+            rec.measured.extend(figures)
+            spent[0] += time.perf_counter() - m0
+        events.append((own, figures))
 
     if record or stoppable:  # record=False with nothing to stop it: the bare pass (a baseline)
         for mod in {id(m): m for _, m in walk_modules(model)}.values():
@@ -201,8 +249,11 @@ def run_forward(
     try:
         if run.cancelled:
             raise Cancelled()
-        with torch.no_grad():
+        with torch.set_grad_enabled(then is not None):
             out = model(*args, **kwargs)
+            if then is not None:
+                stack.clear()  # the forward pass is over: an error now is not a module's
+                then(out, result)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         if run.cancelled:
@@ -210,7 +261,11 @@ def run_forward(
     except Cancelled:
         result.error = "cancelled"
         return result
+    except ModelTuiError as e:  # a loss that does not fit the output (core.backward): its message as it is
+        result.error = str(e)
+        return result
     except Exception as e:
+        result.oom = isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e)
         failing = stack[-1][0] if stack else None
         result.failed_module = (paths.get(failing) or [None])[0] if failing is not None else None
         shown = _shown_path(result.failed_module or "(root)")
@@ -228,12 +283,34 @@ def run_forward(
         for h in handles:
             h.remove()
         model.train(was_training)
+        _finish(result, events)
     outs: list = []
     names: list = []
     _tensors_in(out, "output", outs, names)
     result.outputs = [t.detach() for t in outs]
     result.output_names = names
     return result
+
+
+def _finish(result: ForwardResult, events: list[tuple[str, list[ActivationStats]]]) -> None:
+    """Read back deferred figures, merge each module's, and find the first non-finite output."""
+    try:
+        resolve([s for _, figures in events for s in figures])
+    except Exception:  # the device failed (out of memory...): the error already says so; no figures
+        for _, figures in events:
+            for s in figures:
+                s.pending, s.measured = None, False
+    seen: set[str] = set()
+    for path, figures in events:
+        if path not in seen:
+            seen.add(path)
+            result.order.append(path)
+        if result.first_nonfinite is None and any(not s.finite for s in figures):
+            result.first_nonfinite = path
+    for path in result.order:
+        rec = result.records[path]
+        rec.summary = merge(rec.measured)
+        rec.measured = []
 
 
 def _shown_path(path: str, limit: int = 120) -> str:

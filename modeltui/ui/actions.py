@@ -31,7 +31,8 @@ class Action:
 
 ACTIONS: tuple[Action, ...] = (
     Action("question_mark", "help", "Help", "Keys", "this help: every key", shown="?"),
-    Action("f", "forward", "Run", "Forward pass", "forward pass on random inputs; the tree shows output shapes (escape cancels a long run)"),
+    Action("f", "forward", "Run", "Forward pass", "forward pass on random inputs, optionally a backward with a loss; the tree shows output shapes, grad norms and the first NaN/Inf output (escape cancels a long run)"),
+    Action("l", "layers", "Layers", "Layers view", "layers view of the last run: activation statistics and grad norms per module in execution order, a plot against depth, the run before side by side", footer=False),
     Action("i", "initialise", "Init", "Initialise", "initialise the selected module's subtree or tensor (torch.nn.init or a custom function, with a seed)"),
     Action("e", "edit_values", "Edit", "Edit values", "edit values of the selected tensor: [0, 0] = 42, [:] += 1, *= 0.5"),
     Action("t", "tie", "Tie", "Tie / untie", "tie the selected module or parameter to another one, or untie it"),
@@ -45,6 +46,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("N", "prev_match", "Prev", "Previous match", "previous search match", footer=False),
     Action("v", "edit_slice", "Slice", "Edit slice", "edit the slice of values shown, e.g. [0, :10] or [..., -1]", footer=False),
     Action("g", "toggle_grad", "Grad", "Toggle gradient", "show the gradient instead of the values (when there is one)", footer=False),
+    Action("G", "zero_grads", "Zero grads", "Zero grads", "clear every parameter's grad (set to None; grads are not saved and not undone)", footer=False),
     Action("less_than_sign", "narrow_tree", "Narrower", "Narrower tree", "make the tree pane narrower", shown="<", footer=False),
     Action("greater_than_sign", "widen_tree", "Wider", "Wider tree", "make the tree pane wider", shown=">", footer=False),
     Action("q", "quit", "Quit", "Quit", "quit (asks first when there are unsaved changes)"),

@@ -67,6 +67,9 @@ class ModelTuiApp(EditActions, ForwardActions, App[int]):
         self._pending: str | None = None  # the action to run once a bare checkpoint is editable
         self._forward_run = None  # the core.forward.ForwardRun of the last forward pass
         self.signalled: int | None = None  # SIGTERM / SIGHUP ended the app
+        self.forward_choice = None  # the forward dialog's last ForwardChoice (inputs, loss, accumulate)
+        self.runs: list = []  # the last two ForwardResults, for the layers view (l)
+        self.grad_norms: dict[str, float] = {}  # tensor name -> grad norm, from the last backward
 
     def get_default_screen(self) -> Screen:
         return MainScreen()
@@ -160,10 +163,12 @@ class ModelTuiApp(EditActions, ForwardActions, App[int]):
             self.session = Session(self.opened)
         start = getattr(self.opened, "forward", None)  # the -i pass run at open
         if start is not None:
-            self.forward_records = dict(start.records)
+            self.started_with(start)
         self.main.show_model(self.opened, outputs=self._outputs())
         for w in self.opened.info.warnings:
             self.say(w, severity="warning", timeout=8)
+        if start is not None:
+            self._show_nonfinite(start)
         self.call_after_refresh(self._painted)
 
     def _outputs(self) -> dict:

@@ -228,4 +228,5 @@ class EditActions:
         """Refresh every view from the session's model."""
         if self.opened is None:
             return
+        self.main.show_run(None, self.current_grad_norms())  # an undo may have put older grads back
         self.main.refresh_model(self.session.dirty if self.session else False, self._outputs())

@@ -85,6 +85,13 @@ class ForwardFinished(Message):
 
 
 @dataclass
+class GradsZeroed(Message):
+    """Every grad was cleared; ``count`` parameters had one."""
+
+    count: int
+
+
+@dataclass
 class EditingReady(Message):
     """A bare checkpoint was made editable; ``then`` is the action to run now."""
 

@@ -3,7 +3,7 @@
 from modeltui.ui.dialogs.base import BusyScreen, Confirm, ConfirmQuit, Dialog
 from modeltui.ui.dialogs.device import DeviceDialog
 from modeltui.ui.dialogs.edit import EditDialog
-from modeltui.ui.dialogs.forward import ForwardDialog, parse_specs
+from modeltui.ui.dialogs.forward import ForwardChoice, ForwardDialog, parse_specs
 from modeltui.ui.dialogs.init import InitDialog, parse_kwargs
 from modeltui.ui.dialogs.results import ForwardResultScreen
 from modeltui.ui.dialogs.save import SaveDialog
@@ -11,7 +11,7 @@ from modeltui.ui.dialogs.tie import TieDialog
 from modeltui.ui.dialogs.weights import WeightsDialog
 
 __all__ = [
-    "BusyScreen", "Confirm", "ConfirmQuit", "DeviceDialog", "Dialog", "EditDialog", "ForwardDialog",
+    "BusyScreen", "Confirm", "ConfirmQuit", "DeviceDialog", "Dialog", "EditDialog", "ForwardChoice", "ForwardDialog",
     "ForwardResultScreen", "InitDialog", "SaveDialog", "TieDialog", "WeightsDialog",
     "parse_kwargs", "parse_specs",
 ]

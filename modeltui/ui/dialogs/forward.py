@@ -1,11 +1,13 @@
-"""The forward-pass dialog: input shapes (positional or by name), dtype, distribution."""
+"""The forward-pass dialog: input shapes (positional or by name), dtype, distribution, and a backward pass."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Input, Label, Select, Static
+from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from modeltui.core.errors import ModelTuiError
 from modeltui.core.inputs import InputSpec, parse_input_spec
@@ -38,6 +40,24 @@ def parse_specs(text: str, dtype: str, dist: str, high: str) -> list[InputSpec]:
     return out
 
 
+@dataclass(frozen=True)
+class ForwardChoice:
+    """What the forward dialog asks for: the inputs, and a loss to run a backward pass with (or None)."""
+
+    specs: list[InputSpec] = field(default_factory=list)
+    loss: str | None = None  # "sum" | "mean" | "mse" | "ce"
+    accumulate: bool = False  # add to the grads already there (else they are cleared first)
+
+
+LOSS_CHOICES = (
+    ("none: forward only", "none"),
+    ("sum of the output", "sum"),
+    ("mean of the output", "mean"),
+    ("mse against zeros", "mse"),
+    ("ce against random classes", "ce"),
+)
+
+
 def spec_text(s: InputSpec) -> str:
     """An InputSpec as the dialog shows it: ``name=2,16:int64``."""
     name = getattr(s, "name", None)
@@ -55,14 +75,16 @@ def forward_signature(model) -> str:
     return f"forward({', '.join(parts + (['…'] if len(params) > 8 else []))})"
 
 
-class ForwardDialog(Dialog[list]):
-    """Input shapes, dtype and distribution for a forward pass."""
+class ForwardDialog(Dialog[ForwardChoice]):
+    """Input shapes, dtype and distribution for a forward pass; optionally a loss and a backward pass."""
 
     OK = "Run"
 
-    def __init__(self, specs: list[InputSpec], model=None):
+    def __init__(self, specs: list[InputSpec], model=None, last: ForwardChoice | None = None):
         super().__init__()
         self.specs = specs
+        self.model = model
+        self.last = last or ForwardChoice(specs)
         self.signature = forward_signature(model) if model is not None else ""
 
     def title_text(self) -> str:
@@ -76,7 +98,7 @@ class ForwardDialog(Dialog[list]):
         yield Static(Text("e.g. 2,20   or   2,16:int64; attention_mask=2,16:int64  (masks default to ones)", style="dim"))
         with Horizontal(classes="row"):
             with Vertical():
-                yield Label("dtype (auto: int64 after an Embedding)")
+                yield Label("dtype (auto: int64 after Embedding)")
                 yield Select([(d, d) for d in ("auto", "float32", "float16", "bfloat16", "int64")], value="auto",
                              allow_blank=False, id="dtype", compact=True)
             with Vertical():
@@ -86,12 +108,25 @@ class ForwardDialog(Dialog[list]):
         high = next((str(s.high) for s in self.specs if s.high), "")
         yield Label("upper bound for integers (blank: the first Embedding's size)")
         yield Input(high, id="high", type="integer", compact=True)
+        with Horizontal(classes="row"):
+            with Vertical():
+                yield Label("then backward with the loss")
+                yield Select(LOSS_CHOICES, value=self.last.loss or "none", allow_blank=False, id="loss", compact=True)
+            with Vertical():
+                yield Label("grads (default: cleared first)")
+                yield Checkbox("add to existing grads", self.last.accumulate, id="accumulate", compact=True)
 
     def submit(self) -> None:
         try:
             specs = parse_specs(self.query_one("#shapes", Input).value, str(self.query_one("#dtype", Select).value),
                                 str(self.query_one("#dist", Select).value), self.query_one("#high", Input).value)
+            loss = str(self.query_one("#loss", Select).value)
+            loss = None if loss == "none" else loss
+            if loss is not None and self.model is not None:
+                from modeltui.core.backward import check_backward
+
+                check_backward(self.model, loss)
         except ModelTuiError as e:
             self.show_error(str(e))
             return
-        self.dismiss(specs)
+        self.dismiss(ForwardChoice(specs, loss, bool(self.query_one("#accumulate", Checkbox).value)))

@@ -41,7 +41,7 @@ def grid_lines(grid, width: int, max_rows: int = 8) -> Text:
 class ForwardResultScreen(ModalScreen[None]):
     """The output of a forward pass (or the error), statistics and values."""
 
-    BINDINGS = [Binding("escape,q,enter", "close", "Close")]
+    BINDINGS = [Binding("escape,q,enter", "close", "Close"), Binding("l", "layers", "Layers")]
 
     def __init__(self, result, stats: list, grids: list):
         super().__init__()
@@ -57,6 +57,16 @@ class ForwardResultScreen(ModalScreen[None]):
         t.append("Forward pass ", style="bold")
         t.append("inputs " + visible("; ".join(str(s) for s in r.inputs), limit=200), style="dim")
         t.append(f"  {r.ms:.1f} ms\n\n")
+        if r.loss_kind and r.ok:
+            t.append(f"backward ({r.loss_kind}) ", style="bold")
+            t.append(f"loss {fmt_value(r.loss)}", style="bold cyan")
+            t.append(f"  {visible(r.loss_note, limit=200)}\n", style="dim")
+            how = "added to the grads already there" if r.accumulated else "grads cleared first"
+            t.append(f"  {how}; {len(r.grad_norms):,} parameter name(s) have a grad (∇ in the tree, g shows one)\n\n")
+        if r.first_nonfinite is not None:
+            t.append("first NaN/Inf output: ", style="bold red")
+            rec = r.records[r.first_nonfinite]
+            t.append(f"{visible(r.first_nonfinite or '(root)', limit=120)} ({visible(rec.type, limit=60)})\n\n", style="bold red")
         if not r.ok:
             t.append("failed: ", style="bold red")
             t.append(visible(r.error, limit=1000) + "\n", style="red")
@@ -79,9 +89,15 @@ class ForwardResultScreen(ModalScreen[None]):
             for p, rec in slow:
                 t.append(f"  {rec.ms:8.2f} ms  ", style="dim")
                 t.append(f"{visible(p, limit=80)}  {', '.join(fmt_shape(s) for s in rec.shapes)}\n")
-        t.append("\nescape to close", style="dim")
+        t.append("\nl: the layers view (every module's statistics and grad norm, a plot against depth)   escape to close",
+                 style="dim")
         with VerticalScroll(classes="dialog result"):
             yield Static(t)
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def action_layers(self) -> None:
+        """Close, and open the layers view of this run."""
+        self.dismiss(None)
+        self.app.call_later(self.app.action_layers)

@@ -24,7 +24,8 @@ def help_text() -> Group:
     for key, what in help_rows():
         table.add_row(key, what)
     marks = Text("\nMarks in the tree: ", style="dim")
-    marks.append("⇄ tied  ❄ frozen  ? lazy (uninitialised)  ⚠ NaN/Inf  → output shape of the last forward pass", style="yellow")
+    marks.append("⇄ tied  ❄ frozen  ? lazy (uninitialised)  ⚠ NaN/Inf (in values, or in a module's output)  "
+                 "→ output shape of the last forward pass (red: it held NaN/Inf)  ∇ grad norm after a backward", style="yellow")
     title = Text("modeltui keys", style="bold")
     title.append("   ↑ ↓ pgup pgdn scroll; escape, q or ? close\n", style="dim")
     return Group(title, table, marks)

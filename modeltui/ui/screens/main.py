@@ -89,6 +89,13 @@ class MainScreen(Screen):
         self.tree.load(opened.info)
         self.show_module("")
 
+    def show_run(self, nonfinite: set[str] | None, grad_norms: dict[str, float]) -> None:
+        """What the last run found, for the next refresh: modules whose output held NaN/Inf (None: as it was), grad norms."""
+        if nonfinite is not None:
+            self.tree.nonfinite = set(nonfinite)
+        self.tree.grad_norms = grad_norms
+        self.module_panel.grad_norms = grad_norms
+
     def refresh_model(self, dirty: bool, outputs: dict | None = None) -> None:
         """The model changed (an edit, undo, a forward pass): refresh every view from it."""
         info = self.opened.info

@@ -8,6 +8,7 @@ from textual.widgets import DataTable, Static
 
 from modeltui.core.structure import ModelInfo, ModuleInfo, TensorInfo
 from modeltui.format import fmt_count, fmt_shape, visible
+from modeltui.ui.widgets.tree import grad_text
 
 MAX_ROWS = 200  # tensors listed per module; the tree and search reach the rest
 MAX_TIED_SHOWN = 3
@@ -24,6 +25,10 @@ class ModulePanel(Vertical):
     """Class, extra_repr, totals, metadata (at the root) and a table of the module's tensors."""
 
     COLUMNS = ("name", "kind", "shape", "dtype", "device", "numel", "grad", "tied with")
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.grad_norms: dict[str, float] = {}  # tensor name -> grad norm, after a backward
 
     def compose(self):
         yield Static(id="module-title")
@@ -60,6 +65,8 @@ class ModulePanel(Vertical):
         for name in m.tensors[:MAX_ROWS]:
             x = info.tensors[name]
             grad = "yes" if x.has_grad else ("-" if x.kind != "parameter" else ("no" if x.requires_grad else "frozen"))
+            if x.has_grad and name in self.grad_norms:
+                grad = grad_text(self.grad_norms[name])
             table.add_row(
                 Text(visible(x.attr, limit=60)), x.kind, fmt_shape(x.shape), x.dtype, x.device,
                 f"{x.numel:,}" if x.shape is not None else "?", grad, Text(tied_text(x)), key=name,

@@ -187,7 +187,9 @@ class TensorPanel(Vertical):
             return "select a tensor first"
         x = self.info.tensors[self.tensor]
         if not x.has_grad and not self.show_grad:
-            return f"'{visible(x.name)}' has no gradient (run a backward pass first)"
+            why = ("only parameters have one" if x.kind != "parameter" else "it is frozen" if not x.requires_grad
+                   else "run a backward pass first: f, then pick a loss")
+            return f"'{visible(x.name)}' has no gradient ({why})"
         self.show_grad = not self.show_grad
         self._load()
         return None

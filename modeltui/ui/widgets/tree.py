@@ -8,6 +8,7 @@ control characters made visible and never parsed as markup.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -39,8 +40,9 @@ def compact_shape(shape) -> str:
     return "×".join(str(d) for d in shape) if len(shape) else "scalar"
 
 
-def module_label(m: ModuleInfo, info: ModelInfo, bad: set[str], outputs: dict | None = None) -> Text:
-    """``name Class 1.2K ⇄❄?⚠ → 2×10``: marks, and the last forward's output shape."""
+def module_label(m: ModuleInfo, info: ModelInfo, bad: set[str], outputs: dict | None = None,
+                 nonfinite: bool = False) -> Text:
+    """``name Class 1.2K ⇄❄?⚠ → 2×10``: marks, and the last forward's output shape (red when it held NaN/Inf)."""
     t = Text()
     t.append(visible(m.name or "(root)", limit=NAME_LIMIT), style="bold")
     if m.type:
@@ -53,13 +55,14 @@ def module_label(m: ModuleInfo, info: ModelInfo, bad: set[str], outputs: dict | 
         marks += FROZEN
     if m.lazy:
         marks += LAZY
-    if bad and any(n in bad for n in m.tensors):
+    if nonfinite or (bad and any(n in bad for n in m.tensors)):
         marks += BAD
     if marks:
         t.append(f" {marks}", style="bold yellow")
     shapes = (outputs or {}).get(m.path)
     if shapes is not None:
-        t.append(" → " + ", ".join(compact_shape(s) for s in shapes[:2]) + ("…" if len(shapes) > 2 else ""), style="magenta")
+        t.append(" → " + ", ".join(compact_shape(s) for s in shapes[:2]) + ("…" if len(shapes) > 2 else ""),
+                 style="bold red" if nonfinite else "magenta")
     return t
 
 
@@ -67,8 +70,13 @@ def _frozen(x: TensorInfo) -> bool:
     return x.kind == "parameter" and not x.requires_grad and x.shape is not None
 
 
-def tensor_label(x: TensorInfo, bad: set[str]) -> Text:
-    """``.weight [8, 4] float32`` with the same marks as modules."""
+def grad_text(norm: float) -> str:
+    """A grad norm in few characters: ``∇0.0123``."""
+    return f"∇{norm:.3g}"
+
+
+def tensor_label(x: TensorInfo, bad: set[str], grad_norm: float | None = None) -> Text:
+    """``.weight [8, 4] float32 ∇0.012`` with the same marks as modules, and its grad's norm after a backward."""
     t = Text()
     style = {"parameter": "", "buffer": "italic", "constant": "italic magenta", "tensor": ""}.get(x.kind, "")
     t.append(f".{visible(x.attr, limit=NAME_LIMIT)}", style=style or "white")
@@ -87,6 +95,8 @@ def tensor_label(x: TensorInfo, bad: set[str]) -> Text:
         marks += BAD
     if marks:
         t.append(f" {marks}", style="bold yellow")
+    if grad_norm is not None and x.has_grad:
+        t.append(f" {grad_text(grad_norm)}", style="blue" if math.isfinite(grad_norm) else "bold red")
     return t
 
 
@@ -108,6 +118,8 @@ class ModuleTree(Tree[NodeRef]):
         self.info: ModelInfo | None = None
         self.bad: set[str] = set()  # tensors known to hold NaN/Inf
         self.outputs: dict[str, list] = {}  # module path -> output shapes of the last forward
+        self.nonfinite: set[str] = set()  # module paths whose output held NaN/Inf in the last run
+        self.grad_norms: dict[str, float] = {}  # tensor name -> grad norm (after a backward)
         self.nodes_by_ref: dict[NodeRef, TreeNode[NodeRef]] = {}
         self._window: dict[int, int] = {}  # node id -> first row shown (filled nodes only)
         self.show_root = True
@@ -121,11 +133,17 @@ class ModuleTree(Tree[NodeRef]):
         self._window.clear()
         root_ref = NodeRef("module", "")
         self.root.data = root_ref
-        self.root.set_label(module_label(info.root, info, self.bad, self.outputs))
+        self.root.set_label(self._module_label(info.root))
         self.nodes_by_ref[root_ref] = self.root
         self.fill(self.root)
         self.root.expand()
         self.move_cursor(self.root)
+
+    def _module_label(self, m: ModuleInfo) -> Text:
+        return module_label(m, self.info, self.bad, self.outputs, nonfinite=m.path in self.nonfinite)
+
+    def _tensor_label(self, x: TensorInfo) -> Text:
+        return tensor_label(x, self.bad, self.grad_norms.get(x.name))
 
     @staticmethod
     def rows(m: ModuleInfo) -> list[NodeRef]:
@@ -151,10 +169,10 @@ class ModuleTree(Tree[NodeRef]):
             node.add_leaf(_page_label(start, later=False), data=NodeRef("page", ref.name, back))
         for r in rows[start:end]:
             if r.kind == "tensor":
-                child = node.add_leaf(tensor_label(self.info.tensors[r.name], self.bad), data=r)
+                child = node.add_leaf(self._tensor_label(self.info.tensors[r.name]), data=r)
             else:
                 cm = self.info.modules[r.name]
-                child = node.add(module_label(cm, self.info, self.bad, self.outputs), data=r,
+                child = node.add(self._module_label(cm), data=r,
                                  allow_expand=bool(cm.children or cm.tensors))
             self.nodes_by_ref[r] = child
         if end < len(rows):
@@ -243,20 +261,20 @@ class ModuleTree(Tree[NodeRef]):
         t = self.info.tensors.get(name)
         leaf = self.nodes_by_ref.get(NodeRef("tensor", name))
         if leaf is not None and t is not None:
-            leaf.set_label(tensor_label(t, self.bad))
+            leaf.set_label(self._tensor_label(t))
         if t is not None:
             mnode = self.nodes_by_ref.get(NodeRef("module", t.module))
             if mnode is not None:
-                mnode.set_label(module_label(self.info.modules[t.module], self.info, self.bad, self.outputs))
+                mnode.set_label(self._module_label(self.info.modules[t.module]))
 
     def relabel(self, info: ModelInfo) -> None:
         """New labels for every node already added (same structure, new facts)."""
         self.info = info
         for ref, node in list(self.nodes_by_ref.items()):
             if ref.kind == "module" and ref.name in info.modules:
-                node.set_label(module_label(info.modules[ref.name], info, self.bad, self.outputs))
+                node.set_label(self._module_label(info.modules[ref.name]))
             elif ref.kind == "tensor" and ref.name in info.tensors:
-                node.set_label(tensor_label(info.tensors[ref.name], self.bad))
+                node.set_label(self._tensor_label(info.tensors[ref.name]))
 
     def render_label(self, node: TreeNode[NodeRef], base_style, style) -> Text:
         """The label, cut with "…" where the pane ends: a cut output shape never reads as a whole one."""
