@@ -21,7 +21,7 @@ import json
 import struct
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Callable
 
 from modeltui.core.errors import first_line
 from modeltui.core.save_checks import SaveError, safetensors_code
@@ -31,30 +31,51 @@ from modeltui.format import visible
 
 def write_safetensors(f, kept: Mapping[str, Any], metadata: dict[str, str]) -> None:
     """Write ``kept`` (name -> tensor) with ``metadata`` to the open binary file ``f``."""
+    items = [(name, t.dtype, tuple(t.shape)) for name, t in kept.items()]
+    write_safetensors_streamed(f, items, metadata, kept.__getitem__)
+
+
+def write_safetensors_streamed(f, items: list[tuple[str, Any, tuple]], metadata: dict[str, str],
+                               fetch: Callable[[str], Any]) -> list[tuple[str, Any]]:
+    """Write tensors described by ``items`` (name, torch dtype, shape), fetching each only when its bytes go out.
+
+    The header needs shapes and dtypes alone, so a caller can read (and
+    cast) one tensor at a time. Returns ``(name, tensor written)`` in file
+    order, for the read-back check.
+    """
     import torch
 
     if sys.byteorder != "little":  # the format is little-endian; this writes native bytes
         raise SaveError("writing .safetensors needs a little-endian machine here: save as .pt")
-    items = sorted(kept.items(), key=lambda kv: (-kv[1].element_size(), kv[0]))
+    items = sorted(items, key=lambda it: (-it[1].itemsize, it[0]))
     header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
     offset = 0
-    for name, t in items:
-        n = t.numel() * t.element_size()
-        shape = list(t.shape)
-        if str(t.dtype) == "torch.float4_e2m1fn_x2" and shape:
+    for name, dtype, shape in items:
+        numel = 1
+        for d in shape:
+            numel *= d
+        n = numel * dtype.itemsize
+        shape = list(shape)
+        if str(dtype) == "torch.float4_e2m1fn_x2" and shape:
             shape[-1] *= 2  # safetensors counts 4-bit values, torch counts bytes holding two
-        header[name] = {"dtype": safetensors_code(t.dtype), "shape": shape, "data_offsets": [offset, offset + n]}
+        header[name] = {"dtype": safetensors_code(dtype), "shape": shape, "data_offsets": [offset, offset + n]}
         offset += n
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     raw += b" " * (-len(raw) % 8)
     f.write(struct.pack("<Q", len(raw)))
     f.write(raw)
-    for _, t in items:
+    written = []
+    for name, dtype, shape in items:
+        t = fetch(name)
+        if t.dtype != dtype or tuple(t.shape) != tuple(shape):
+            raise SaveError(f"'{visible(name, limit=200)}' changed while it was being saved")
+        written.append((name, t))
         if t.numel() == 0:
             continue
         # one tensor at a time on the CPU: a GPU model is never copied whole
         t = t.detach().to("cpu").resolve_conj().resolve_neg().contiguous()
         f.write(t.reshape(-1).view(torch.uint8).numpy().data)
+    return written
 
 
 # ---------------------------------------------------------------- checking

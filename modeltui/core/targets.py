@@ -42,6 +42,8 @@ class Opened:
     path: str | None = None  # absolute path of the checkpoint file or folder (None for an import path)
     # the forward pass run at start with -i (per-module output shapes for the tree), or None
     forward: Any = None  # modeltui.core.forward.ForwardResult | None
+    # an architecture's key surgery: state_dict name -> the name a save writes (None: not saved); see core.keys
+    keys: dict[str, str | None] = field(default_factory=dict)
 
     def tensor(self, name: str):
         """The values of tensor ``name`` (read from the file when needed)."""
@@ -61,6 +63,7 @@ class Opened:
             self.info.metadata = old.metadata
             keep = [w for w in old.warnings if "lazy parameter" not in w]
             self.info.warnings = keep + [w for w in self.info.warnings if w not in keep]
+            self.info.saved_keys = dict(self.keys)
 
     def close(self) -> None:
         if self.source is not None:
