@@ -190,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
     headless = _headless(args)
     # the TARGET is classified here, once: a bad one says so first, terminal or not
     request = OpenRequest.make(args.target, weights=args.weights, device=args.device, input_specs=specs,
-                               trust=args.trust, strict=headless and not args.no_strict)
+                               trust=args.trust, strict=headless and not args.no_strict, strip_to_fit=headless)
     if not headless:
         for name, stream in (("stdin", sys.stdin), ("stdout", sys.stdout)):
             if stream is None or not stream.isatty():
@@ -214,7 +214,11 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.write(buf.getvalue())
         return code
     if args.save:
+        from modeltui.convert import prefix_note
         from modeltui.core.saving import save_opened
+
+        if prefix_note(opened):
+            sys.stderr.write(f"modeltui: note: {prefix_note(opened)}\n")
 
         with user_output_to_stderr():
             report = save_opened(opened, args.save)

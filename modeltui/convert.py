@@ -87,17 +87,16 @@ def _folder(path: str) -> bool:
 def run_convert(args: argparse.Namespace, opened, out=None, err=None) -> int:
     """Plan the key operations on ``opened`` and print the plan (``--dry-run``) or save it."""
     from modeltui.core.convert import plan_for, save_plan
-    from modeltui.core.keyplan import KeyOp, describe_wrapper, wrapper_prefix
+    from modeltui.core.keyplan import KeyOp
 
     out = out or sys.stdout
     err = err or sys.stderr
     ops = [KeyOp(kind, args_, tuple(args.keep_dtype) if kind == "cast" else ()) for kind, args_ in (getattr(args, "key_ops", None) or [])]
-    if opened.model is None and not any(op.kind in ("strip", "rename", "extract") for op in ops):
-        prefix = wrapper_prefix(opened.info.tensors)
-        if prefix:
-            err.write(f"modeltui: note: every key starts with {describe_wrapper(prefix)}; "
-                      f"--strip-prefix {visible(prefix)} removes it\n")
-    plan = plan_for(opened, ops)
+    plan = plan_for(opened, ops)  # a refusal stops here: one line, nothing written
+    if not any(op.kind in ("strip", "rename", "extract") for op in ops):
+        note = prefix_note(opened)
+        if note:
+            err.write(f"modeltui: note: {note}\n")
     for w in plan.warnings:
         err.write(f"modeltui: warning: {visible(w)}\n")
     if args.dry_run:
@@ -119,6 +118,16 @@ def run_convert(args: argparse.Namespace, opened, out=None, err=None) -> int:
     for note in report.notes():
         err.write(f"modeltui: warning: {visible(note)}\n")
     return 0
+
+
+def prefix_note(opened) -> str:
+    """For a checkpoint whose every key starts with a wrapper's prefix: say so and how to strip it ("" otherwise)."""
+    from modeltui.core.keyplan import describe_wrapper, wrapper_prefix
+
+    if opened.model is not None:
+        return ""
+    prefix = wrapper_prefix(opened.info.tensors)
+    return f"every key starts with {describe_wrapper(prefix)}; --strip-prefix {visible(prefix)} removes it" if prefix else ""
 
 
 def _shard_plan(opened, plan, args):

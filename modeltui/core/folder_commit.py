@@ -160,9 +160,10 @@ def roll_back(plan: ShardPlan, commit: Commit, placed: list[str]) -> None:
         try:
             _remove(tmp)
             os.link(src, tmp)
-            os.replace(tmp, dst)
+            os.replace(tmp, dst)  # a no-op when dst is that file already (never replaced)
         except OSError:
-            _remove(tmp)
+            pass
+        _remove(tmp)
     if commit.backups and commit.old_index is not None:
         try:
             _write_index_json(folder, commit.old_index)

@@ -143,7 +143,9 @@ def check_names(names: Sequence[str], mapping: dict[str, str], *, tree: bool = F
         if not new:
             raise KeyPlanError(f"{_q(n)} would get an empty name")
         if new in owner:
-            a, b = owner[new], n
+            a, b = sorted((owner[new], n), key=lambda x: x == new)
+            if b == new:  # one keeps its name
+                raise KeyPlanError(f"clash: {_q(a)} would be renamed {_q(new)}, which another tensor is called already")
             raise KeyPlanError(f"clash: {_q(a)} and {_q(b)} would both be named {_q(new)}")
         owner[new] = n
     if not tree:

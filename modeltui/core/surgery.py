@@ -222,21 +222,34 @@ def _unique_tensors(model) -> list[Any]:
     return out
 
 
-def cast(session, dtype_name: str) -> str:
-    """Cast every floating-point parameter and buffer to ``dtype_name`` (undoable)."""
+def cast(session, dtype_name: str, keep: tuple[str, ...] | list[str] = ()) -> str:
+    """Cast every floating-point parameter and buffer to ``dtype_name`` (undoable).
+
+    ``keep``: glob patterns (``*norm*``, ``*.bias``); a tensor any of whose
+    names matches one keeps its dtype.
+    """
+    import fnmatch
+
     import torch
 
     if dtype_name not in CAST_DTYPES:
         raise EditError(f"cannot cast to '{dtype_name}': choose one of {', '.join(CAST_DTYPES)}")
     dtype = getattr(torch, dtype_name)
     model = session.model
-    todo = []
+    keep = tuple(k.strip() for k in keep if k.strip())
+    kept = {id(t) for n, t in session.opened.tensors.items() if any(fnmatch.fnmatchcase(n, k) for k in keep)}
+    todo, skipped = [], 0
     for t in _unique_tensors(model):
         if is_lazy(t):
             raise EditError("the model has uninitialised lazy parameters: run a forward pass before casting")
         if t.is_floating_point() and t.dtype != dtype:
-            todo.append(t)
+            if id(t) in kept:
+                skipped += 1
+            else:
+                todo.append(t)
     if not todo:
+        if skipped:
+            raise EditError(f"every floating-point tensor matches a pattern to keep ({', '.join(keep)}): nothing to cast")
         raise EditError(f"every floating-point tensor is already {dtype_name}")
     old_data = [t.data for t in todo]
     old_grads = [t.grad for t in todo]
@@ -256,8 +269,8 @@ def cast(session, dtype_name: str) -> str:
             if g is not None or t.grad is not None:
                 t.grad = g if g is None or g.device == t.device else g.to(t.device)
 
-    desc = f"cast {len(todo)} tensor(s) to {dtype_name}"
-    session.apply_structural(desc, do, undo, held_bytes=held)
+    desc = f"cast {len(todo)} tensor(s) to {dtype_name}" + (f" (kept {skipped} matching {', '.join(keep)})" if keep else "")
+    session.apply_structural(desc, do, undo, held_bytes=held, recipe=("cast", {"dtype": dtype_name, "keep": list(keep)}))
     return desc
 
 

@@ -234,7 +234,7 @@ def open_request(request: OpenRequest) -> Opened:
         if empty:
             warnings.append(empty)
     opened = _prepare(model, shown, weights=weights, dev=dev, input_specs=input_specs, trust=request.trust,
-                      strict=request.strict)
+                      strict=request.strict, strip_to_fit=request.strip_to_fit)
     opened.info.warnings[:0] = warnings
     opened.path = path
     return opened
@@ -245,7 +245,7 @@ def open_module(model, name: str = "model") -> Opened:
     return _prepare(model, name, weights=None, dev=None, input_specs=(), trust=False)
 
 
-def _prepare(model, shown: str, *, weights, dev, input_specs, trust, strict: bool = False) -> Opened:
+def _prepare(model, shown: str, *, weights, dev, input_specs, trust, strict: bool = False, strip_to_fit: bool = False) -> Opened:
     import torch
 
     warnings: list[str] = []
@@ -261,7 +261,7 @@ def _prepare(model, shown: str, *, weights, dev, input_specs, trust, strict: boo
             raise TargetError(f"moving the model to {dev} failed: {type(e).__name__}: {e}") from None
     report = None
     if weights:
-        report = load_weights(model, weights, trust=trust)
+        report = load_weights(model, weights, trust=trust, auto_strip=strip_to_fit)
         if strict and not report.fits:
             raise TargetError(report.misfit() + "; pass --no-strict to go on with the keys that fit")
         warnings.extend(report.lines())
