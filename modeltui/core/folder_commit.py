@@ -56,7 +56,7 @@ class Commit:
 
 
 def _fsync_dir(folder: str) -> None:
-    from modeltui.core.saving import _fsync_dir
+    from modeltui.core.save_atomic import _fsync_dir
 
     _fsync_dir(folder)
 
@@ -72,7 +72,7 @@ def _read_index(path: str) -> dict | None:
 
 
 def _write_index_json(folder: str, data: dict) -> None:
-    from modeltui.core.saving import _write_atomically
+    from modeltui.core.save_atomic import _write_atomically
 
     write_json(os.path.join(folder, INDEX), json.dumps(data, indent=2).encode("utf-8") + b"\n", _write_atomically)
 

@@ -164,7 +164,7 @@ def write_shard(folder: str, plan: ShardPlan, i: int, fetch: Callable[[str], Any
     import torch
 
     from modeltui.core.save_io import verify_safetensors, write_safetensors_streamed
-    from modeltui.core.saving import _write_atomically
+    from modeltui.core.save_atomic import _write_atomically
 
     name, keys = plan.files[i]
     dest = os.path.join(os.path.realpath(folder), name)
@@ -191,7 +191,7 @@ def write_shard(folder: str, plan: ShardPlan, i: int, fetch: Callable[[str], Any
 
 def write_index(folder: str, plan: ShardPlan) -> None:
     """Write ``model.safetensors.index.json`` (atomic, read back); a plan of one file writes none."""
-    from modeltui.core.saving import _write_atomically
+    from modeltui.core.save_atomic import _write_atomically
 
     if not plan.sharded:
         return
