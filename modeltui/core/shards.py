@@ -163,30 +163,25 @@ def write_shard(folder: str, plan: ShardPlan, i: int, fetch: Callable[[str], Any
     """
     import torch
 
-    from modeltui.core.save_io import verify_safetensors, write_safetensors_streamed
     from modeltui.core.save_atomic import _write_atomically
+    from modeltui.core.save_io import read_back_check, verify_safetensors_header, write_safetensors_streamed
 
     name, keys = plan.files[i]
     dest = os.path.join(os.path.realpath(folder), name)
     items = [(k, getattr(torch, plan.tensors[k].dtype), plan.tensors[k].shape) for k in keys]
     meta = plan.file_metadata(i)
-    written: list[tuple[str, Any]] = []
 
     def write(tmp: str, fd: int) -> None:
+        # each tensor is read back from the file and compared right after it is written: the shard's
+        # values are never all held at once
         with os.fdopen(os.dup(fd), "wb") as f:
-            written[:] = write_safetensors_streamed(f, items, meta, fetch)
+            write_safetensors_streamed(f, items, meta, fetch, check=read_back_check(f, fd))
 
     def verify(tmp: str) -> None:
-        sd = dict(written)
-        aliases = {a: k for a, k in plan.aliases.items() if k in sd}
-        for a, k in aliases.items():
-            sd[a] = sd[k]
-        verify_safetensors(tmp, sd, aliases)
+        expected = {k: (plan.tensors[k].dtype, plan.tensors[k].shape) for k in keys}
+        verify_safetensors_header(tmp, expected, {a: k for a, k in plan.aliases.items() if k in expected})
 
-    try:
-        return _write_atomically(dest, visible(name), write, verify, sum(plan.tensors[k].nbytes for k in keys))
-    finally:
-        written.clear()  # the values of one shard at most are held, never the model's
+    return _write_atomically(dest, visible(name), write, verify, sum(plan.tensors[k].nbytes for k in keys))
 
 
 def write_index(folder: str, plan: ShardPlan) -> None:
