@@ -265,6 +265,32 @@ def load_weights(model, path: str, *, trust: bool = False, label: str = "--weigh
             ck.source.close()
 
 
+def strip_to_fit(model, path: str, *, trust: bool = False) -> str:
+    """The wrapper prefix (``module.``) whose removal lets more of ``path``'s keys fit ``model``, or ``""``.
+
+    Reads the checkpoint's listing only; a path that cannot be read gives ``""``
+    (loading it then says why).
+    """
+    from modeltui.core.keyplan import prefix_to_fit
+    from modeltui.core.readers import read_checkpoint
+
+    path = os.path.expanduser(path.strip())
+    if not path or not os.path.exists(path):
+        return ""
+    try:
+        ck = read_checkpoint(path, trust=trust)
+    except ModelTuiError:
+        return ""
+    if ck.source is not None:
+        ck.source.close()
+    names = list(ck.module.state_dict()) if ck.module is not None else list(ck.info.tensors)
+    own = list(model.state_dict(keep_vars=True))
+    have = set(names)
+    if all(k in have for k in own):
+        return ""
+    return prefix_to_fit(own, names)
+
+
 def load_weights_into(session, path: str, *, trust: bool = False, strip: str = "") -> WeightsReport:
     """Load a checkpoint onto the session's model as one undoable edit; returns the WeightsReport.
 

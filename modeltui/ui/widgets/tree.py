@@ -67,8 +67,8 @@ def _frozen(x: TensorInfo) -> bool:
     return x.kind == "parameter" and not x.requires_grad and x.shape is not None
 
 
-def tensor_label(x: TensorInfo, bad: set[str]) -> Text:
-    """``.weight [8, 4] float32`` with the same marks as modules."""
+def tensor_label(x: TensorInfo, bad: set[str], saved_keys: dict | None = None) -> Text:
+    """``.weight [8, 4] float32`` with the same marks as modules; ``→ key`` / ``✗ not saved`` after key surgery."""
     t = Text()
     style = {"parameter": "", "buffer": "italic", "constant": "italic magenta", "tensor": ""}.get(x.kind, "")
     t.append(f".{visible(x.attr, limit=NAME_LIMIT)}", style=style or "white")
@@ -87,6 +87,9 @@ def tensor_label(x: TensorInfo, bad: set[str]) -> Text:
         marks += BAD
     if marks:
         t.append(f" {marks}", style="bold yellow")
+    if saved_keys and x.name in saved_keys:
+        key = saved_keys[x.name]
+        t.append(" ✗ not saved" if key is None else f" → {visible(key, limit=NAME_LIMIT)}", style="bold magenta")
     return t
 
 
@@ -151,7 +154,7 @@ class ModuleTree(Tree[NodeRef]):
             node.add_leaf(_page_label(start, later=False), data=NodeRef("page", ref.name, back))
         for r in rows[start:end]:
             if r.kind == "tensor":
-                child = node.add_leaf(tensor_label(self.info.tensors[r.name], self.bad), data=r)
+                child = node.add_leaf(tensor_label(self.info.tensors[r.name], self.bad, self.info.saved_keys), data=r)
             else:
                 cm = self.info.modules[r.name]
                 child = node.add(module_label(cm, self.info, self.bad, self.outputs), data=r,
@@ -243,7 +246,7 @@ class ModuleTree(Tree[NodeRef]):
         t = self.info.tensors.get(name)
         leaf = self.nodes_by_ref.get(NodeRef("tensor", name))
         if leaf is not None and t is not None:
-            leaf.set_label(tensor_label(t, self.bad))
+            leaf.set_label(tensor_label(t, self.bad, self.info.saved_keys))
         if t is not None:
             mnode = self.nodes_by_ref.get(NodeRef("module", t.module))
             if mnode is not None:
@@ -256,7 +259,7 @@ class ModuleTree(Tree[NodeRef]):
             if ref.kind == "module" and ref.name in info.modules:
                 node.set_label(module_label(info.modules[ref.name], info, self.bad, self.outputs))
             elif ref.kind == "tensor" and ref.name in info.tensors:
-                node.set_label(tensor_label(info.tensors[ref.name], self.bad))
+                node.set_label(tensor_label(info.tensors[ref.name], self.bad, info.saved_keys))
 
     def cursor_ref(self) -> NodeRef | None:
         """What the cursor is on now (a module or a tensor), whatever the panels show."""
