@@ -59,11 +59,11 @@ class DeviceDialog(Dialog[str]):
         device = typed or str(self.query_one("#device", Select).value)
         dtype = str(self.query_one("#dtype", Select).value)
         keep = tuple(self.query_one("#keep", Input).value.replace(",", " ").split())
-        if device == self.session.opened.device and dtype == "keep":
-            self.show_error(f"the model is already on {visible(device)}; choose another device or a dtype")
-            return
         if keep and dtype == "keep":
             self.show_error("patterns to keep go with a cast: choose a dtype")
+            return
+        if device == self.session.opened.device and dtype == "keep":
+            self.show_error(f"the model is already on {visible(device)}; choose another device or a dtype")
             return
         self.start_change(device, dtype, keep)
 

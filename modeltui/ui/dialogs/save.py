@@ -43,7 +43,7 @@ class SaveDialog(Dialog):
         return "Save the state_dict"
 
     def body(self) -> ComposeResult:
-        yield Label("path (.safetensors, .pt / .pth / .bin / .ckpt for torch.save, or a folder DIR/ in the sharded layout)")
+        yield Label("path: .safetensors, .pt/.pth/.bin/.ckpt, or a folder DIR/ (sharded)")
         yield Input(self.path, id="path", compact=True)
         yield Label("largest shard, for a folder (e.g. 5GB, 500MB)", id="shard-label")
         yield Input("5GB", id="shard", compact=True)
@@ -55,6 +55,7 @@ class SaveDialog(Dialog):
 
     def on_mount(self) -> None:
         self._show_shard(self.path)
+        self.query_one("#extract").display = bool(self.subtree)
 
     def _show_shard(self, path: str) -> None:
         from modeltui.core.save_checks import is_folder_destination

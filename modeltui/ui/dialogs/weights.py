@@ -37,6 +37,7 @@ class WeightsDialog(Dialog):
         self.start("reading the keys…", lambda: ("asked", strip_to_fit(self.session.model, path, trust=self.trust)))
 
     def on_job_done(self, message) -> None:
+        message.prevent_default()  # the base Dialog would close with the first job's result
         result = message.result
         if not (isinstance(result, tuple) and result and result[0] == "asked"):
             self.dismiss(result)
