@@ -80,8 +80,16 @@ def test_drop_a_subtree_of_a_bare_checkpoint_and_save_it(ckpts, tmp_path):
     o = s.opened
     plan = keys.plan_drop(o, "blocks.1")
     assert len(plan.names) == 12 and plan.question().startswith("Drop 12 tensors under 'blocks.1' (")
+    assert plan.nbytes == sum(o.info.tensors[n].nbytes for n in plan.names) == 3280 * 4
+    keys.rename(s, r"^(tok|lm_head)\.", r"emb.\1.")
+    tied = keys.plan_drop(o, "emb")  # the tied pair, counted once
+    assert len(tied.names) == 2 and tied.nbytes == o.info.tensors["emb.tok.weight"].nbytes
+    s.undo()
     keys.drop(s, "blocks.1")
     assert not any(n.startswith("blocks.1.") for n in o.info.tensors) and "blocks.1" not in o.info.modules
+    s.undo()
+    s.redo()
+    assert not any(n.startswith("blocks.1.") for n in o.info.tensors)
     out = tmp_path / "dropped.safetensors"
     save_opened(o, str(out))
     assert set(open_target(str(out)).info.tensors) == set(o.info.tensors)

@@ -283,3 +283,31 @@ async def test_export_from_the_palette_writes_a_script(tmp_path, monkeypatch, ui
     assert "sd['pos.weight']" not in text and "T('pos.weight')[(0, 0)].fill_(3)" in text
     compile(text, "x", "exec")
     assert json.dumps(sorted(os.listdir(tmp_path))) == json.dumps(["TinyGPT_session.py"])
+
+
+async def test_a_folder_holding_other_files_is_asked_about_then_gets_the_sharded_layout(tmp_path, ui):
+    (tmp_path / "config.json").write_text("{}")
+    app = ModelTuiApp("sample_models.zoo:TinyGPT")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui.settle(pilot)
+        await pilot.press("s")
+        await pilot.pause()
+        app.screen.query_one("#path", Input).value = str(tmp_path)
+        await pilot.pause()
+        assert app.screen.query_one("#shard").display  # a folder: its largest shard
+        app.screen.query_one("#shard", Input).value = "100KB"
+        await pilot.press("enter")
+        await ui.settle(pilot)
+        assert isinstance(app.screen, Confirm) and "holding other files (config.json)" in app.screen.question
+        await pilot.press("n")
+        await ui.settle(pilot)
+        assert sorted(os.listdir(tmp_path)) == ["config.json"]
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press("y")
+        await ui.settle(pilot)
+        assert not isinstance(app.screen, SaveDialog) and not app.session.dirty
+    files = sorted(os.listdir(tmp_path))
+    assert "model.safetensors.index.json" in files and "config.json" in files and len(files) > 3
+    saved = open_target(str(tmp_path))
+    assert set(saved.info.tensors) == set(app.opened.model.state_dict())

@@ -175,10 +175,10 @@ def plan_drop(opened, path: str) -> DropPlan:
     seen, nbytes = set(), 0
     for n in names:
         x = info.tensors[n]
-        ident = x.group or (n,)
-        if id(ident) in seen:
+        first = x.group[0] if x.group else n  # a tied group counts once
+        if first in seen:
             continue
-        seen.add(id(ident))
+        seen.add(first)
         nbytes += x.nbytes
     return DropPlan(path, names, nbytes)
 

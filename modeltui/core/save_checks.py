@@ -174,7 +174,8 @@ def save_conflict(opened, path: str) -> str | None:
     """The question the save dialog asks before writing ``path``, or None to save without asking.
 
     Asks when the file would break a checkpoint (see :func:`conflict_reason`)
-    or when it exists. After a yes, pass ``overwrite_source=True`` to
+    or when it exists; for a folder (the sharded layout), when it holds a
+    checkpoint or any other file (``/`` or a home folder typed by mistake). After a yes, pass ``overwrite_source=True`` to
     :func:`modeltui.core.saving.save_opened`. A path that cannot be saved to
     at all raises :class:`SaveError` with the reason.
     """
@@ -187,6 +188,13 @@ def save_conflict(opened, path: str) -> str | None:
         if held:
             return (f"{visible(path)} already holds a checkpoint ({', '.join(held)}). Replace it? "
                     "Other files there (config.json, tokenizers) are kept.")
+        try:
+            others = [n for n in os.listdir(dest) if not n.startswith(".")]
+        except OSError:
+            others = []
+        if others:
+            return (f"{visible(path)} is a folder holding other files ({_few(sorted(others), 3)}). Write the checkpoint "
+                    "into it (model.safetensors, or shards and an index)? The other files are kept.")
         return None
     dest = resolve_destination(path)
     conflict = conflict_reason(opened, dest)
