@@ -31,13 +31,21 @@ async def test_a_ddp_checkpoint_is_offered_the_strip_on_open_and_undo_puts_it_ba
     app = ModelTuiApp(path)
     async with app.run_test(size=(120, 36)) as pilot:
         await ui.settle(pilot)
-        assert isinstance(app.screen, Confirm) and "starts with 'module.' (added by DistributedDataParallel" in app.screen.question
-        await pilot.press("y")
+        note = next(n for n in app._notifications if n.title == "Wrapper prefix")
+        assert "starts with 'module.' (added by DistributedDataParallel" in note.message and "Press r on the root" in note.message
+        assert app.session is None  # said, not asked: nothing changes unasked
+        await pilot.press("r")
+        await ui.settle(pilot)  # made editable first, then the dialog opens with the strip filled in
+        dialog = app.screen
+        assert isinstance(dialog, RenameDialog) and dialog.query_one("#mode", Select).value == "regex"
+        assert dialog.query_one("#old", Input).value == r"^module\." and dialog.query_one("#new", Input).value == ""
+        await ui.settle(pilot)
+        assert ui.text_of(dialog, "#preview").startswith("29 key(s) renamed:")
+        await pilot.press("enter")
         await ui.settle(pilot)
         assert set(app.info.tensors) == set(model.state_dict())
         assert "unsaved" in ui.header(app) and "tok" in app.info.modules and "module" not in app.info.modules
         assert app.info.tensors["lm_head.weight"].tied_with == ["tok.weight"]
-        assert "Stripped" in [n.title for n in app._notifications]
         await pilot.press("u")
         await ui.settle(pilot)
         assert all(n.startswith("module.") for n in app.info.tensors) and "unsaved" not in ui.header(app)
@@ -52,16 +60,6 @@ async def test_a_ddp_checkpoint_is_offered_the_strip_on_open_and_undo_puts_it_ba
     saved = open_target(str(out))
     assert set(saved.info.tensors) == set(model.state_dict())
     assert all(same_bits(saved.tensor(k), v) for k, v in model.state_dict().items())
-
-
-async def test_keep_says_no_and_nothing_changes(tmp_path, ui):
-    _, path = ddp_file(tmp_path, vocab=64, d=16, layers=2, heads=2, ctx=16)
-    app = ModelTuiApp(path)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ui.settle(pilot)
-        await pilot.press("n")
-        await ui.settle(pilot)
-        assert app.session is None and all(n.startswith("module.") for n in app.info.tensors)
 
 
 async def test_rename_a_node_with_a_live_preview_and_refusals_inline(ckpts, ui):

@@ -285,7 +285,9 @@ def script_for(session, request, out: str) -> str:
         tail = "save(sd, OUT, METADATA)"
     else:
         code += f"\nWEIGHTS_LAYOUT = {_r({p: l for p, l in layouts.items() if l != ((), None)})}\n{_MODEL}\nobj = import_object(TARGET)\n"
-        code += ("model = obj if isinstance(obj, torch.nn.Module) else obj()\n")
+        code += ("model = obj if isinstance(obj, torch.nn.Module) else obj()\n"
+                 "if any(isinstance(t, torch.nn.parameter.UninitializedTensorMixin) for _, t in all_tensors()):\n"
+                 "    sys.exit('the model has lazy layers: modeltui shaped them with a forward pass, which this script does not repeat')\n")
         if request.weights:
             report = opened.weights
             strip = getattr(report, "stripped", "") if report is not None else ""

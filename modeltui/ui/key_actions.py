@@ -22,7 +22,7 @@ from modeltui.ui.messages import KeyEditDone
 class KeyActions:
     """Rename, drop, freeze and the prefix offers (mixed into the app)."""
 
-    _wrapper = ""  # the wrapper prefix the open checkpoint's keys all start with (offered at open)
+    _wrapper = ""  # the wrapper prefix the open checkpoint's keys all start with (said at open)
 
     def _node(self) -> str:
         module, tensor = self.main.selection()
@@ -98,14 +98,14 @@ class KeyActions:
         """After opening: a checkpoint whose keys all carry a wrapper's prefix, or -w keys that fit only without one."""
         from modeltui.core.keyplan import describe_wrapper
         from modeltui.core.keys import wrapper_on_open
-        from modeltui.ui.dialogs import Confirm
 
         prefix = wrapper_on_open(self.opened)
         if prefix:
+            # said, not asked: opening to look must not wait on a question; r on the root offers the strip
             self._wrapper = prefix
-            question = (f"Every key of {visible(os.path.basename(self.opened.info.label))} starts with {describe_wrapper(prefix)}. "
-                        "Strip it? The file is not changed; u undoes.")
-            self.push_screen(Confirm(question, "Strip", "Keep"), lambda yes: yes and self.action_strip_wrapper())
+            self.say(f"Every key of {os.path.basename(self.opened.info.label)} starts with {describe_wrapper(prefix)}. "
+                     "Press r on the root to strip it (the rename dialog opens with it filled in; the file is not changed).",
+                     title="Wrapper prefix", timeout=12)
             return
         report = getattr(self.opened, "weights", None)
         if report is not None and report.fit_prefix and self.session is not None:
@@ -124,14 +124,6 @@ class KeyActions:
                 self.run_key_edit("Weights", lambda: _loaded(load_weights_into(self.session, path, trust=self.trust, strip=prefix)))
 
         self.push_screen(Confirm(question, "Load", "Leave"), answer)
-
-    def action_strip_wrapper(self) -> None:
-        if not self._need_session("strip_wrapper"):
-            return
-        from modeltui.core.keys import strip_prefix
-
-        prefix = self._wrapper
-        self.run_key_edit("Stripped", lambda: strip_prefix(self.session, prefix))
 
     # ------------------------------------------------------------ export
 
