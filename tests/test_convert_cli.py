@@ -170,3 +170,17 @@ def test_the_installed_command_converts_to_a_folder(ddp, tmp_path):
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
     assert os.listdir(out) == ["model.safetensors"]
+
+
+def test_the_sources_metadata_and_format_pt_are_in_every_shard(ckpts, tmp_path, capsys):
+    from safetensors import safe_open
+
+    out = tmp_path / "out"
+    code, _, err = run([ckpts["plain.safetensors"], "--cast", "float16", "--save", f"{out}/", "--max-shard-size", "6KB"], capsys)
+    assert code == 0, err
+    shards = sorted(f for f in os.listdir(out) if f.endswith(".safetensors"))
+    assert len(shards) > 2
+    for f in shards:
+        with safe_open(str(out / f), "pt") as h:
+            assert h.metadata() == {"format": "pt", "note": "untied copy"}
+    assert json.load(open(out / "model.safetensors.index.json"))["metadata"]["note"] == "untied copy"

@@ -51,7 +51,7 @@ def test_regex_rename_preview_counts_and_refusals_leave_the_model_alone(ckpts, m
     o = s.opened
     p = keys.preview_rename(o, r"^blocks\.(\d+)\.", r"layers.\1.")
     assert p.count == 24 and not p.error and p.lines()[0] == "blocks.0.attn.in_proj_bias → layers.0.attn.in_proj_bias"
-    assert p.lines()[-1] == "… and 16 more"
+    assert p.lines()[-1] == "… and 19 more" and len(p.lines()) == 6
     h = model_hash(o.model)
     for pattern, repl, why in [
         ("(", "x", "bad pattern '('"),

@@ -27,7 +27,7 @@ from modeltui.core.keyplan import KeyPlanError, check_names, prefix_pattern, ren
 from modeltui.core.session import EditError, in_state_dict
 from modeltui.format import fmt_bytes, visible
 
-PREVIEW = 8  # renames shown in a preview
+PREVIEW = 5  # renames shown in a preview (the dialog fits 80x24)
 
 
 def _q(name: str) -> str:
