@@ -36,6 +36,8 @@ targets:
   modeltui pkg.mod:T5 -i 2,16 -i decoder_input_ids=2,8 -i attention_mask=2,16
                                              keyword inputs (masks default to ones)
   modeltui ckpt.pt --save model.safetensors   convert, atomically, verified
+  modeltui ddp.pt --strip-prefix module. --cast bfloat16 --keep-dtype '*norm*' --save out/
+                                             key surgery, saved in Hugging Face's sharded layout
 
 --summary, --json and --save refuse -w weights that do not fit the model
 (missing, unexpected or mis-shaped keys) unless --no-strict is given.
