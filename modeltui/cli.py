@@ -36,6 +36,8 @@ targets:
   modeltui pkg.mod:T5 -i 2,16 -i decoder_input_ids=2,8 -i attention_mask=2,16
                                              keyword inputs (masks default to ones)
   modeltui ckpt.pt --save model.safetensors   convert, atomically, verified
+  modeltui ddp.pt --strip-prefix module. --cast bfloat16 --keep-dtype '*norm*' --save out/
+                                             key surgery, saved in Hugging Face's sharded layout
 
 --summary, --json and --save refuse -w weights that do not fit the model
 (missing, unexpected or mis-shaped keys) unless --no-strict is given.
@@ -74,12 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust", action="store_true", help="allow code stored in a checkpoint (pickled classes, TorchScript) to run: only for files you trust")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--summary", action="store_true", help="print a summary table and exit")
-    out.add_argument("--json", action="store_true", help="print the model as JSON (see README) and exit")
-    out.add_argument("--save", metavar="OUT", help="load, write the state_dict to OUT (.safetensors or .pt) atomically, verify it and exit")
+    out.add_argument("--save", metavar="OUT", help="load, write the state_dict to OUT (.safetensors or .pt, or a folder DIR/ in "
+                                                    "Hugging Face's sharded layout) atomically, verify it and exit")
+    p.add_argument("--json", action="store_true", help="print the model as JSON (see README) and exit; with --dry-run, the plan")
     p.add_argument("--backward", choices=("sum", "mean", "mse", "ce"), metavar="LOSS",
                    help="with -i and --json/--summary: run a backward pass too, loss sum, mean, mse (against zeros) or ce "
                         "(against random classes); the grad norms go into the output")
     p.add_argument("--depth", type=int, metavar="N", help="with --summary: show modules down to depth N")
+    from modeltui.convert import add_arguments
+
+    add_arguments(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--version", action="version", version=f"modeltui {__version__}")
     return p
@@ -94,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     keep it alive or change its exit code.
     """
     args = build_parser().parse_args(argv)
-    headless = bool(args.summary or args.json or args.save)
+    headless = _headless(args)
     _signals.clear()
     restore = _headless_guards() if headless else None
     try:
@@ -169,6 +175,10 @@ def _too_deep(e: RecursionError) -> str:
             f"modeltui follows about {RECURSION_LIMIT // 3:,} levels of nested modules")
 
 
+def _headless(args: argparse.Namespace) -> bool:
+    return bool(args.summary or args.json or args.save or args.dry_run or getattr(args, "key_ops", None))
+
+
 def _run(args: argparse.Namespace) -> int:
     from modeltui.core.errors import TargetError
     from modeltui.core.inputs import parse_input_spec
@@ -176,15 +186,19 @@ def _run(args: argparse.Namespace) -> int:
     specs = [parse_input_spec(s) for s in args.input_shape]
     if args.depth is not None and args.depth < 0:
         raise TargetError("--depth must be 0 or more")
+    if args.summary and args.json:
+        raise TargetError("--summary and --json cannot be combined")
+    from modeltui.convert import check_arguments, run_convert, wants_convert
     from modeltui.core.request import OpenRequest
 
-    headless = bool(args.summary or args.json or args.save)
+    check_arguments(args)
+    headless = _headless(args)
     # the TARGET is classified here, once: a bad one says so first, terminal or not
     request = OpenRequest.make(args.target, weights=args.weights, device=args.device, input_specs=specs,
-                               trust=args.trust, strict=headless and not args.no_strict)
+                               trust=args.trust, strict=headless and not args.no_strict, strip_to_fit=headless)
     from modeltui.forward_report import run_forward_report, wants_report
 
-    if wants_report(args, specs):  # -i with --json/--summary, or --backward: the layers of the run too
+    if wants_report(args, specs) and not wants_convert(args):  # -i with --json/--summary, or --backward: the layers of the run too
         return run_forward_report(args, request, specs, user_output_to_stderr)
     if not headless:
         for name, stream in (("stdin", sys.stdin), ("stdout", sys.stdout)):
@@ -200,8 +214,20 @@ def _run(args: argparse.Namespace) -> int:
     if opened.weights is not None:
         for line in opened.weights.lines():
             sys.stderr.write(f"modeltui: {visible(line)}\n")
+    if wants_convert(args):
+        import io
+
+        buf = io.StringIO()  # user code's prints go to stderr meanwhile; the plan or the report to stdout after
+        with user_output_to_stderr():
+            code = run_convert(args, opened, out=buf)
+        sys.stdout.write(buf.getvalue())
+        return code
     if args.save:
+        from modeltui.convert import prefix_note
         from modeltui.core.saving import save_opened
+
+        if prefix_note(opened):
+            sys.stderr.write(f"modeltui: note: {prefix_note(opened)}\n")
 
         with user_output_to_stderr():
             report = save_opened(opened, args.save)

@@ -50,8 +50,6 @@ def scenario(select, *keys, then=None):
 
 def _steady_cursors(app):
     """Text boxes' cursors shown steadily: a blink caught half way made the image depend on the machine's speed."""
-    from textual.widgets import Input
-
     for box in app.screen.query(Input):
         box.cursor_blink = False
 

@@ -122,8 +122,7 @@ async def test_save_dialog_bad_paths_answered_inline(tmp_path, ui):
         await ui.settle(pilot)
         await pilot.press("s")
         await pilot.pause()
-        cases = [("model.txt", "unknown format"), (str(tmp_path), "is a folder"),
-                 (str(tmp_path / "no" / "m.pt"), "does not exist"), ("", "give a path")]
+        cases = [("model.txt", "unknown format"), (str(tmp_path / "no" / "m.pt"), "does not exist"), ("", "give a path")]
         if os.geteuid() != 0:  # root writes anywhere
             cases.append((str(ro / "m.safetensors"), "cannot write"))
         for path, message in cases:
@@ -132,6 +131,12 @@ async def test_save_dialog_bad_paths_answered_inline(tmp_path, ui):
             await ui.settle(pilot)
             assert isinstance(app.screen, SaveDialog), path
             assert message in ui.error_text(app.screen), (path, ui.error_text(app.screen))
+        # a folder is the sharded layout: its largest shard must be a size
+        app.screen.query_one("#path", Input).value = str(tmp_path) + "/"
+        app.screen.query_one("#shard", Input).value = "5XB"
+        await pilot.press("enter")
+        await ui.settle(pilot)
+        assert isinstance(app.screen, SaveDialog) and "'5XB' is not a size" in ui.error_text(app.screen)
         assert list(tmp_path.iterdir()) == [ro]
 
 

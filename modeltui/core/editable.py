@@ -26,7 +26,7 @@ def make_editable(opened) -> None:
     import torch
     from torch import nn
 
-    from modeltui.core.describe import KeyPrefix, from_module
+    from modeltui.core.describe import from_module
 
     opened.source.check()  # a file truncated or rewritten since it was opened cannot be edited
     info = opened.info
@@ -34,10 +34,36 @@ def make_editable(opened) -> None:
     values = {n: opened.source.get(n) for n in names}  # views of the file, nothing copied
     group_of = {n: g[0] for g in info.tied_groups for n in g}
     params: dict[str, nn.Parameter] = {}
-    root = KeyPrefix()
+    items = []
     for name in names:
+        first = group_of.get(name, name)
+        p = params.get(first)
+        if p is None:
+            t = values[name]
+            if not isinstance(t, torch.Tensor):
+                raise NotEditable(f"'{name}' is not a tensor")
+            p = nn.Parameter(t, requires_grad=False)
+            params[first] = p
+        items.append((name, p))
+    root = build_key_tree(items)
+    new, tensors = from_module(root, info.label)
+    new.metadata = info.metadata
+    new.warnings = info.warnings
+    opened.info, opened.tensors, opened.model = new, tensors, root
+
+
+def build_key_tree(items):
+    """A tree of :class:`KeyPrefix` modules holding each ``(dotted name, Parameter)`` of ``items``, in order.
+
+    One Parameter under several names stays one object (tied). Raises
+    :class:`NotEditable` for names that cannot form a tree.
+    """
+    from modeltui.core.describe import KeyPrefix
+
+    root = KeyPrefix()
+    for name, p in items:
         parts = name.split(".")
-        if any(p == "" for p in parts):
+        if any(part == "" for part in parts):
             raise NotEditable(f"key '{name}' has an empty part; this checkpoint cannot be edited as a tree")
         mod = root
         for i, part in enumerate(parts[:-1]):
@@ -51,19 +77,8 @@ def make_editable(opened) -> None:
         attr = parts[-1]
         if attr in mod._modules:
             raise NotEditable(f"'{name}' is both a tensor and a prefix of other keys; cannot edit this checkpoint")
-        first = group_of.get(name, name)
-        p = params.get(first)
-        if p is None:
-            t = values[name]
-            if not isinstance(t, torch.Tensor):
-                raise NotEditable(f"'{name}' is not a tensor")
-            p = nn.Parameter(t, requires_grad=False)
-            params[first] = p
         mod._parameters[attr] = p
-    new, tensors = from_module(root, info.label)
-    new.metadata = info.metadata
-    new.warnings = info.warnings
-    opened.info, opened.tensors, opened.model = new, tensors, root
+    return root
 
 
 def is_bare(opened) -> bool:

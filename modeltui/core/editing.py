@@ -126,7 +126,8 @@ def initialise(session: Session, init_name: str, raw_args: dict[str, str] | None
                 fn(t, **kwargs)
         _seeded(seed, run)
 
-    session.apply(desc, [n for n, _ in pairs], change)
+    recipe = ("init", {"fn": init_name, "kwargs": dict(kwargs), "names": [n for n, _ in pairs], "seed": seed})
+    session.apply(desc, [n for n, _ in pairs], change, recipe=recipe)
     after = {n: _moments(t) for n, t in session.tensors([n for n, _ in pairs])}
     return InitReport(desc, [n for n, _ in pairs], before, after, seed, sel.skipped)
 
@@ -160,7 +161,8 @@ def initialise_custom(session: Session, path: str, *, module: str | None = None,
         pairs = session.tensors(names)
         before = {n: _moments(t) for n, t in pairs if not is_lazy(t)}
         desc = _describe(f"{path} (applied to modules)", [root or "(root)"], seed)
-        session.apply(desc, names, lambda: _seeded(seed, lambda: sub.apply(fn)), prune_unchanged=True, modules=[sub])
+        recipe = ("init_custom", {"path": path, "style": "module", "root": root, "seed": seed})
+        session.apply(desc, names, lambda: _seeded(seed, lambda: sub.apply(fn)), prune_unchanged=True, modules=[sub], recipe=recipe)
     else:
         sel: Selection = select_tensors(info, module=module, tensor=tensor, which=which,
                                         module_class=module_class, include_constants=include_constants)
@@ -177,7 +179,8 @@ def initialise_custom(session: Session, path: str, *, module: str | None = None,
                     if tuple(r.shape) != tuple(t.shape):
                         raise InitError(f"{path} returned shape {list(r.shape)} for a tensor of shape {list(t.shape)}")
                     t.copy_(r)
-        session.apply(desc, [n for n, _ in pairs], lambda: _seeded(seed, run))
+        recipe = ("init_custom", {"path": path, "style": "tensor", "names": [n for n, _ in pairs], "seed": seed})
+        session.apply(desc, [n for n, _ in pairs], lambda: _seeded(seed, run), recipe=recipe)
     changed = session.undo_stack[-1]
     now = {n: session.opened.tensors[n] for n, _ in pairs if n in session.opened.tensors}  # a slot may be gone
     touched = [n for n, t in pairs if id(t) in changed.saved or now.get(n) is not t]
@@ -260,7 +263,7 @@ def edit_values(session: Session, name: str, expr: str) -> str:
         if dtype.is_floating_point and was_finite and math.isfinite(float(value)) and not bool(torch.isfinite(view).all()):
             raise EditError(f"{desc} overflows {dtype_name(dtype)}; nothing was changed")
 
-    session.apply(desc, [name], change)
+    session.apply(desc, [name], change, recipe=("edit", {"name": name, "index": index, "op": op, "value": value}))
     return desc
 
 

@@ -38,7 +38,8 @@ def classify_target(target: str) -> str:
 class OpenRequest:
     """A TARGET (classified) and the options that say how to open it.
 
-    ``strict`` refuses weights that do not fit (headless runs);
+    ``strict`` refuses weights that do not fit (headless runs); ``strip_to_fit``
+    strips a wrapper prefix from ``-w`` keys that fit only without it;
     ``input_specs`` run a forward pass at open (materialising lazy layers).
     """
 
@@ -49,13 +50,14 @@ class OpenRequest:
     input_specs: tuple[InputSpec, ...] = ()
     trust: bool = False
     strict: bool = False
+    strip_to_fit: bool = False  # -w keys that fit only without a wrapper prefix (module.) get it stripped (headless)
 
     @classmethod
     def make(cls, target: str | None = None, *, weights: str | None = None, device: str | None = None,
-             input_specs=(), trust: bool = False, strict: bool = False) -> OpenRequest:
+             input_specs=(), trust: bool = False, strict: bool = False, strip_to_fit: bool = False) -> OpenRequest:
         """Classify ``target`` (raises :class:`TargetError` for one that is neither a file nor an import path)."""
         kind = DEMO if target is None else classify_target(target)
-        return cls(target, kind, weights, device, tuple(input_specs), trust, strict)
+        return cls(target, kind, weights, device, tuple(input_specs), trust, strict, strip_to_fit)
 
     @property
     def label(self) -> str:

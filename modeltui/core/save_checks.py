@@ -1,8 +1,9 @@
 """What a save is allowed to do, decided before anything is written.
 
-- where it goes: a trailing ``/`` or an existing folder is refused (a folder
-  output is not supported yet), a symlink is written through to its target,
-  the name's extension decides the format;
+- where it goes: a trailing ``/`` or an existing folder is a folder in
+  Hugging Face's sharded layout (:func:`is_folder_destination`; one file
+  through :func:`resolve_destination` refuses it), a symlink is written
+  through to its target, the name's extension decides the format;
 - what it holds: every value a tensor with values (no lazy or meta
   parameters), every dtype and layout one the format can store;
 - whom it could hurt: a file inside the multi-file checkpoint folder the
@@ -31,6 +32,11 @@ class SaveError(ModelTuiError):
     """Saving failed or was refused; the message says whether anything was written."""
 
 
+def is_folder_destination(path: str) -> bool:
+    """True when ``path`` names a folder (it ends with ``/`` or is one): the sharded layout goes there."""
+    return path.endswith(("/", os.sep)) or bool(os.altsep and path.endswith(os.altsep)) or os.path.isdir(os.path.realpath(path))
+
+
 def resolve_destination(path: str) -> str:
     """The absolute file ``path`` names, symlinks followed; raises :class:`SaveError` if it cannot be one.
 
@@ -41,12 +47,12 @@ def resolve_destination(path: str) -> str:
     shown = visible(path)
     if path.endswith(("/", os.sep)) or (os.altsep and path.endswith(os.altsep)):
         bare = path.rstrip("/" + os.sep + (os.altsep or ""))
-        raise SaveError(f"{shown} ends with '/', which names a folder; saving to a folder is not supported yet: "
+        raise SaveError(f"{shown} ends with '/', which names a folder; this save writes one file: "
                         f"give a file name{', e.g. ' + visible(bare) if bare.endswith(SAFETENSORS + TORCH) else ''}; nothing was written")
     full = os.path.abspath(path)
     real = os.path.realpath(full)
     if os.path.isdir(real):
-        raise SaveError(f"{shown} is a folder; saving to a folder is not supported yet: give a file name, "
+        raise SaveError(f"{shown} is a folder; this save writes one file: give a file name, "
                         f"e.g. {visible(os.path.join(path, 'model.safetensors'))}; nothing was written")
     if not full.endswith(SAFETENSORS + TORCH):
         raise SaveError(f"{visible(os.path.basename(full))}: unknown format; use .safetensors, .pt, .pth, .bin or .ckpt; nothing was written")
@@ -137,11 +143,18 @@ def _same_file(a: str | None, b: str) -> bool:
         return False
 
 
-def conflict_reason(opened, dest: str) -> tuple[str, str] | None:
+def conflict_reason(opened, dest: str, *, folder: bool = False) -> tuple[str, str] | None:
     """``(why writing dest would break a checkpoint, where to save instead)``, or None when it would not.
 
-    ``dest`` is absolute and resolved (:func:`resolve_destination`).
+    ``dest`` is absolute and resolved (:func:`resolve_destination`), or
+    (``folder``) the folder of a sharded save.
     """
+    if folder:
+        for source in _source_folders(opened):
+            if os.path.realpath(dest) == source:
+                return (f"{visible(source)} is the checkpoint folder this model was read from; writing a checkpoint there "
+                        "replaces the one it was read from", "save to another folder")
+        return None
     for folder in _source_folders(opened):
         if _inside(dest, folder):
             instead = f"save beside the folder instead, e.g. {visible(_beside(folder))}"
@@ -161,10 +174,28 @@ def save_conflict(opened, path: str) -> str | None:
     """The question the save dialog asks before writing ``path``, or None to save without asking.
 
     Asks when the file would break a checkpoint (see :func:`conflict_reason`)
-    or when it exists. After a yes, pass ``overwrite_source=True`` to
+    or when it exists; for a folder (the sharded layout), when it holds a
+    checkpoint or any other file (``/`` or a home folder typed by mistake). After a yes, pass ``overwrite_source=True`` to
     :func:`modeltui.core.saving.save_opened`. A path that cannot be saved to
     at all raises :class:`SaveError` with the reason.
     """
+    if is_folder_destination(path):
+        dest = os.path.realpath(os.path.abspath(path))
+        conflict = conflict_reason(opened, dest, folder=True)
+        if conflict:
+            return f"{conflict[0]}. Write it anyway?"
+        held = [n for n in ("model.safetensors", "model.safetensors.index.json") if os.path.exists(os.path.join(dest, n))]
+        if held:
+            return (f"{visible(path)} already holds a checkpoint ({', '.join(held)}). Replace it? "
+                    "Other files there (config.json, tokenizers) are kept.")
+        try:
+            others = [n for n in os.listdir(dest) if not n.startswith(".")]
+        except OSError:
+            others = []
+        if others:
+            return (f"{visible(path)} is a folder holding other files ({_few(sorted(others), 3)}). Write the checkpoint "
+                    "into it (model.safetensors, or shards and an index)? The other files are kept.")
+        return None
     dest = resolve_destination(path)
     conflict = conflict_reason(opened, dest)
     if conflict:

@@ -18,10 +18,12 @@ every other entry (epoch, optimizer state, hyper-parameters) too.
 from __future__ import annotations
 
 import json
+import os
 import struct
 import sys
 from collections.abc import Mapping
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
 
 from modeltui.core.errors import first_line
 from modeltui.core.save_checks import SaveError, safetensors_code
@@ -31,30 +33,95 @@ from modeltui.format import visible
 
 def write_safetensors(f, kept: Mapping[str, Any], metadata: dict[str, str]) -> None:
     """Write ``kept`` (name -> tensor) with ``metadata`` to the open binary file ``f``."""
-    import torch
+    items = [(name, t.dtype, tuple(t.shape)) for name, t in kept.items()]
+    write_safetensors_streamed(f, items, metadata, kept.__getitem__)
 
+
+def write_safetensors_streamed(f, items: list[tuple[str, Any, tuple]], metadata: dict[str, str],
+                               fetch: Callable[[str], Any], check: Callable[[str, Any, int], None] | None = None,
+                               ) -> list[tuple[str, Any]]:
+    """Write tensors described by ``items`` (name, torch dtype, shape), fetching each only when its bytes go out.
+
+    The header needs shapes and dtypes alone, so a caller can read (and
+    cast) one tensor at a time. With ``check``, each tensor's bytes are
+    handed to ``check(name, bytes, file offset)`` right after they are
+    written and nothing is kept; otherwise returns ``(name, tensor written)``
+    in file order, for the read-back check.
+    """
     if sys.byteorder != "little":  # the format is little-endian; this writes native bytes
         raise SaveError("writing .safetensors needs a little-endian machine here: save as .pt")
-    items = sorted(kept.items(), key=lambda kv: (-kv[1].element_size(), kv[0]))
+    items = sorted(items, key=lambda it: (-it[1].itemsize, it[0]))
     header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
     offset = 0
-    for name, t in items:
-        n = t.numel() * t.element_size()
-        shape = list(t.shape)
-        if str(t.dtype) == "torch.float4_e2m1fn_x2" and shape:
+    for name, dtype, shape in items:
+        numel = 1
+        for d in shape:
+            numel *= d
+        n = numel * dtype.itemsize
+        shape = list(shape)
+        if str(dtype) == "torch.float4_e2m1fn_x2" and shape:
             shape[-1] *= 2  # safetensors counts 4-bit values, torch counts bytes holding two
-        header[name] = {"dtype": safetensors_code(t.dtype), "shape": shape, "data_offsets": [offset, offset + n]}
+        header[name] = {"dtype": safetensors_code(dtype), "shape": shape, "data_offsets": [offset, offset + n]}
         offset += n
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     raw += b" " * (-len(raw) % 8)
     f.write(struct.pack("<Q", len(raw)))
     f.write(raw)
-    for _, t in items:
-        if t.numel() == 0:
-            continue
-        # one tensor at a time on the CPU: a GPU model is never copied whole
-        t = t.detach().to("cpu").resolve_conj().resolve_neg().contiguous()
-        f.write(t.reshape(-1).view(torch.uint8).numpy().data)
+    written = []
+    offset = 8 + len(raw)
+    with ThreadPoolExecutor(1) as ahead:  # the next tensor is read (and cast) while this one is written and checked
+        coming = ahead.submit(fetch, items[0][0]) if items else None
+        for i, (name, dtype, shape) in enumerate(items):
+            t = coming.result()
+            coming = ahead.submit(fetch, items[i + 1][0]) if i + 1 < len(items) else None
+            try:
+                offset = _write_one(f, name, dtype, shape, t, offset, check, written)
+            except BaseException:
+                if coming is not None:
+                    coming.cancel()
+                raise
+            del t
+    return written
+
+
+def _write_one(f, name: str, dtype, shape, t, offset: int, check, written: list) -> int:
+    """Write one tensor's bytes at ``offset`` (then ``check`` them); returns the offset after it."""
+    import torch
+
+    if t.dtype != dtype or tuple(t.shape) != tuple(shape):
+        raise SaveError(f"'{visible(name, limit=200)}' changed while it was being saved")
+    if check is None:
+        written.append((name, t))
+    if t.numel() == 0:
+        return offset
+    # one tensor at a time on the CPU: a GPU model is never copied whole
+    t = t.detach().to("cpu").resolve_conj().resolve_neg().contiguous()
+    data = t.reshape(-1).view(torch.uint8)
+    f.write(data.numpy().data)
+    if check is not None:
+        check(name, data, offset)
+    return offset + data.numel()
+
+
+def read_back_check(f, fd: int) -> Callable[[str, Any, int], None]:
+    """A ``check`` for :func:`write_safetensors_streamed`: read each tensor's bytes back from the file, compare bit for bit."""
+    import torch
+
+    from modeltui.core.tensors import _wide_bits
+
+    def check(name: str, data, offset: int) -> None:
+        f.flush()
+        back = torch.empty(data.numel(), dtype=torch.uint8)
+        view, done = memoryview(back.numpy()), 0
+        while done < len(view):
+            got = os.preadv(fd, [view[done:]], offset + done)
+            if got <= 0:
+                raise SaveError(f"verification failed: '{visible(name, limit=200)}' could not be read back")
+            done += got
+        if not torch.equal(*_wide_bits(back, data)):  # as 64-bit words: several times faster than bytes
+            raise SaveError(f"verification failed: the values of '{visible(name, limit=200)}' differ after writing")
+
+    return check
 
 
 # ---------------------------------------------------------------- checking
@@ -191,6 +258,28 @@ def verify_safetensors(tmp: str, sd: Mapping[str, Any], aliases: dict[str, str])
             compare_tensor(visible(e.name, limit=200), source.get(e.name), sd[e.name])
     finally:
         source.close()
+
+
+def verify_safetensors_header(tmp: str, expected: Mapping[str, tuple[str, tuple]], aliases: dict[str, str]) -> None:
+    """The header of a file whose values were checked as they were written: keys, dtypes, shapes, aliases.
+
+    Through both our validator and safetensors' own (the library must accept the file).
+    """
+    from safetensors import safe_open
+
+    from modeltui.core.readers.safetensors import read_header
+
+    entries, metadata = read_header(tmp)
+    with safe_open(tmp, framework="pt") as f:
+        lib_keys = set(f.keys())
+    _same_keys(list(lib_keys) + list(aliases), {**expected, **aliases})
+    for e in entries:
+        dtype, shape = expected[e.name]
+        if e.dtype != dtype or tuple(e.shape) != tuple(shape):
+            raise SaveError(f"verification failed: '{visible(e.name, limit=200)}' came back as {list(e.shape)} {e.dtype}")
+    for alias, real in aliases.items():
+        if metadata.get(alias) != real:
+            raise SaveError(f"verification failed: the alias '{visible(alias)}' -> '{visible(real)}' is not in the file's metadata")
 
 
 def _same_keys(found, sd) -> None:

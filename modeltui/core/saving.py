@@ -16,29 +16,28 @@ weights only and the report lists what was left out.
 
 from __future__ import annotations
 
-import errno
 import os
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from modeltui.core.errors import first_line
 from modeltui.core.save_checks import (
     SAFETENSORS,
     TORCH,
     SaveError,
     check_tensors,
     conflict_reason,
+    is_folder_destination,
     not_saved_names,
     resolve_destination,
 )
-from modeltui.core.save_temps import ACTIVE, discard_unfinished_saves, lock, pause_for_tests, remove_stale_temps
+from modeltui.core.saved_state import _container_for, extract_keys, module_state_dict, source_metadata, state_for_saving
+from modeltui.core.save_atomic import _write_atomically
+from modeltui.core.save_temps import discard_unfinished_saves, remove_stale_temps
 from modeltui.format import fmt_bytes, visible
 
 __all__ = [
-    "SAFETENSORS", "TORCH", "SaveError", "SaveReport", "discard_unfinished_saves", "module_state_dict",
-    "remove_stale_temps", "save_opened", "save_state_dict", "state_for_saving",
+    "SAFETENSORS", "TORCH", "SaveError", "SaveReport", "discard_unfinished_saves", "extract_keys", "module_state_dict",
+    "remove_stale_temps", "save_folder_state", "save_opened", "save_state_dict", "source_metadata", "state_for_saving",
 ]
 
 
@@ -55,12 +54,16 @@ class SaveReport:
     dropped_entries: list[str] = field(default_factory=list)  # ...not written (safetensors holds weights only)
     not_saved: list[str] = field(default_factory=list)  # tensors of the model no state_dict holds (constants)
     removed_temps: list[str] = field(default_factory=list)  # stale temp files of killed saves, removed
+    files: list[str] = field(default_factory=list)  # a folder save: the files written (shards, then the index)
 
     def summary(self, shown: str | None = None) -> str:
         """One line: ``saved OUT: 12 tensors, 1.2 MiB, ..., verified``."""
         tied = f", {len(self.aliases)} tied name(s) stored once" if self.aliases else ""
         kept = f"; kept {_few(self.kept_entries)}" if self.kept_entries else ""
-        return f"saved {visible(shown or self.path)}: {self.tensors} tensors, {fmt_bytes(self.nbytes)}{tied}, verified{kept}"
+        files = ""
+        if self.files:
+            files = f" ({len(self.files)} files: {_few(self.files, 2)})" if len(self.files) > 1 else f" ({visible(self.files[0])})"
+        return f"saved {visible(shown or self.path)}{files}: {self.tensors} tensors, {fmt_bytes(self.nbytes)}{tied}, verified{kept}"
 
     def notes(self) -> list[str]:
         """What the user must be told: data the file does not hold."""
@@ -79,74 +82,8 @@ def _few(names: Sequence[str], n: int = 5) -> str:
     return s + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
-# ---------------------------------------------------------------- what to save
-
-
-def state_for_saving(opened) -> dict[str, Any]:
-    """The state_dict of a module target, or every tensor of a checkpoint."""
-    if opened.model is not None:
-        return module_state_dict(opened.model)
-    return {name: opened.tensor(name) for name in opened.info.tensors}
-
-
-def module_state_dict(model) -> dict[str, Any]:
-    """``model.state_dict()``, built without recursion when the model nests too deep for it."""
-    try:
-        return dict(model.state_dict())
-    except RecursionError:
-        pass
-    out: dict[str, Any] = {}
-    stack: list[tuple[bool, str, Any]] = [(False, "", model)]
-    while stack:
-        done, prefix, m = stack.pop()
-        if done:  # after the children, as Module.state_dict runs its post-hooks
-            for hook in m._state_dict_hooks.values():
-                result = hook(m, out, prefix, {})
-                if result is not None and not getattr(hook, "_from_public_api", False):
-                    out = result
-            continue
-        for hook in m._state_dict_pre_hooks.values():
-            hook(m, prefix, False)
-        m._save_to_state_dict(out, prefix, False)
-        stack.append((True, prefix, m))
-        stack.extend((False, f"{prefix}{name}.", child) for name, child in reversed(m._modules.items()) if child is not None)
-    return out
-
-
-def _container_for(opened, dest: str):
-    """The training checkpoint whose other entries a save to ``dest`` keeps, if any.
-
-    The one ``opened`` was read from, or the ``-w`` file when saving back over it.
-    """
-    if getattr(opened, "container", None) is not None:
-        return opened.container
-    weights = getattr(opened, "weights", None)
-    if weights is None or not dest.endswith(TORCH) or not os.path.isfile(weights.path):
-        return None
-    try:
-        if not os.path.samefile(weights.path, dest):
-            return None
-    except OSError:
-        return None
-    import zipfile
-
-    import torch
-
-    from modeltui.core.readers import find_state_dict
-    from modeltui.core.readers.containers import Container
-
-    name = visible(os.path.basename(dest))
-    try:
-        obj = torch.load(weights.path, map_location="cpu", mmap=zipfile.is_zipfile(weights.path), weights_only=True)
-        flat, where, _ = find_state_dict(obj)
-        c = Container.from_object(weights.path, obj, (where,) if where else (), flat)
-    except Exception as e:
-        raise SaveError(f"cannot read {name} again to keep its other entries ({type(e).__name__}: {visible(first_line(e, 200))}); "
-                        f"save to another file; {name} is unchanged") from None
-    return c if c.other_entries() else None
-
-
-def save_opened(opened, path: str, *, overwrite_source: bool = False, not_saved: Sequence[str] | None = None) -> SaveReport:
+def save_opened(opened, path: str, *, overwrite_source: bool = False, not_saved: Sequence[str] | None = None,
+                extract: str | None = None, max_shard_size: int | None = None) -> SaveReport:
     """Save what ``opened`` holds to ``path``: the one entry point of the CLI and the save dialog.
 
     Refuses (:class:`SaveError`, nothing written) a path inside the
@@ -156,26 +93,57 @@ def save_opened(opened, path: str, *, overwrite_source: bool = False, not_saved:
     A training checkpoint saved to .pt/.pth/.bin/.ckpt keeps its other
     entries; to .safetensors they are listed in ``dropped_entries``.
     ``not_saved`` names tensors the save cannot carry (default: the model's
-    constants and non-persistent buffers).
+    constants and non-persistent buffers). A folder (a path ending in ``/``
+    or an existing folder) gets Hugging Face's sharded layout, files of at
+    most ``max_shard_size`` bytes (:mod:`modeltui.core.shards`). ``extract``
+    saves only the keys under that prefix, with the prefix removed.
     """
-    dest = resolve_destination(path)
+    folder = is_folder_destination(path)
+    dest = os.path.realpath(os.path.abspath(path)) if folder else resolve_destination(path)
     if opened.source is not None:
         opened.source.check()  # never save values read from a file that changed underneath (FileChangedError)
     if not overwrite_source:
-        conflict = conflict_reason(opened, dest)
+        conflict = conflict_reason(opened, dest, folder=folder)
         if conflict:
             raise SaveError(f"refused: {conflict[0]}; nothing was written ({conflict[1]})")
     sd = state_for_saving(opened)
-    container = _container_for(opened, dest)
-    if container is not None and dest.endswith(TORCH):
+    if extract:
+        sd = extract_keys(sd, extract)
+    container = None if extract else _container_for(opened, dest)
+    if folder:
+        report = save_folder_state(sd, dest, metadata=source_metadata(opened), max_shard_size=max_shard_size)
+        if container is not None:
+            report.dropped_entries = container.other_entries()
+    elif container is not None and dest.endswith(TORCH):
         report = save_state_dict(sd, path, container=container)
         report.kept_entries = container.other_entries()
     else:
-        report = save_state_dict(sd, path)
+        report = save_state_dict(sd, path, metadata=source_metadata(opened) if dest.endswith(SAFETENSORS) else None)
         if container is not None:
             report.dropped_entries = container.other_entries()
     report.not_saved = list(not_saved) if not_saved is not None else not_saved_names(opened)
     return report
+
+
+def save_folder_state(sd: dict[str, Any], folder: str, *, metadata: dict[str, str] | None = None,
+                      max_shard_size: int | None = None) -> SaveReport:
+    """Save ``sd`` into ``folder`` in Hugging Face's layout (shards of at most ``max_shard_size`` bytes, index last)."""
+    from modeltui.core.folder_commit import save_folder
+    from modeltui.core.shards import DEFAULT_MAX_SHARD, INDEX, OutTensor, plan_shards
+    from modeltui.core.tensors import dtype_name, tensor_identity
+
+    check_tensors(sd, True)
+    tensors = [OutTensor(k, dtype_name(v.dtype), tuple(v.shape)) for k, v in sd.items()]
+    by_id: dict[Any, list[str]] = {}
+    for k, v in sd.items():
+        key = tensor_identity(v)
+        if key[0] == "mem":
+            by_id.setdefault(key, []).append(k)
+    plan = plan_shards(tensors, [g for g in by_id.values() if len(g) > 1], metadata=metadata,
+                       max_shard_size=max_shard_size or DEFAULT_MAX_SHARD)
+    save_folder(folder, plan, sd.__getitem__)
+    files = [f for f, _ in plan.files] + ([INDEX] if plan.sharded else [])
+    return SaveReport(folder, len(sd), len(plan.tensors), plan.total_size, dict(plan.aliases), files=files)
 
 
 # ---------------------------------------------------------------- writing
@@ -257,145 +225,3 @@ def _nbytes(t) -> int:
     from modeltui.core.save_io import tensor_parts
 
     return sum(p.numel() * p.element_size() for p in tensor_parts(t)[1])
-
-
-def _write_atomically(dest: str, base: str, write: Callable[[str, int], None], verify: Callable[[str], None], nbytes: int) -> list[str]:
-    """Temp file, write, fsync (overlapped with ``verify``), replace, folder fsync; returns stale temps removed."""
-    folder = os.path.dirname(dest)
-    unchanged = f"{base} is unchanged" if os.path.lexists(dest) else "nothing was written"
-    removed = remove_stale_temps(dest)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise SaveError(f"saving {base} failed: {_explain(e, folder)}; {unchanged}") from None
-    ACTIVE.add(tmp)
-    try:
-        lock(fd)
-        try:
-            write(tmp, fd)
-        except (RuntimeError, OSError) as e:
-            raise _write_failure(e, tmp, nbytes) from None
-        os.chmod(tmp, _file_mode(dest))
-        pause_for_tests(tmp)
-        # fsync (in the kernel, no GIL) while the read-back check runs from the page cache
-        with ThreadPoolExecutor(1) as pool:
-            synced = pool.submit(_fsync_file, tmp)
-            try:
-                verify(tmp)
-            finally:
-                synced.result()
-        os.replace(tmp, dest)
-        _fsync_dir(folder)
-    except BaseException as e:  # Ctrl-C and SystemExit too: never leave a full-size temp file behind
-        _remove(tmp)
-        if isinstance(e, SaveError):
-            raise SaveError(f"saving {base} failed: {e}; {unchanged}") from None
-        if isinstance(e, OSError):
-            raise SaveError(f"saving {base} failed: {_explain(e, folder)}; {unchanged}") from None
-        if isinstance(e, Exception):
-            raise SaveError(f"saving {base} failed: {type(e).__name__}: {visible(first_line(e))}; {unchanged}") from None
-        raise
-    finally:
-        os.close(fd)
-        ACTIVE.discard(tmp)
-    return removed
-
-
-def _write_failure(e: BaseException, tmp: str, nbytes: int) -> BaseException:
-    """Name the cause of a failed write.
-
-    torch's writer loses the errno: a full disk or the file size limit comes
-    back as ``[enforce fail at inline_container.cc:672] . unexpected pos``.
-    The limit and the free space tell which it was.
-    """
-    if isinstance(e, OSError) and e.errno is not None:
-        return e
-    text = str(e)
-    if not any(s in text for s in ("inline_container", "PytorchStreamWriter", "file write failed")):
-        return e
-    try:
-        size = os.stat(tmp).st_size
-    except OSError:
-        size = 0
-    try:
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-        if soft != resource.RLIM_INFINITY and (soft <= nbytes or size >= soft - (1 << 16)):
-            return OSError(errno.EFBIG, os.strerror(errno.EFBIG))
-    except (ImportError, OSError, ValueError):
-        pass
-    try:
-        st = os.statvfs(os.path.dirname(tmp))
-        if st.f_bavail * st.f_frsize < max(nbytes - size, 0) + (1 << 20):
-            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    except (AttributeError, OSError):
-        pass
-    first = text.strip().splitlines()[0][:200] if text.strip() else type(e).__name__
-    return OSError(errno.EIO, f"the file could not be written ({first})")
-
-
-# ---------------------------------------------------------------- small helpers
-
-
-def _fsync_file(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(folder: str) -> None:
-    """Best effort: some file systems (and Windows) cannot fsync a folder."""
-    try:
-        _fsync_file(folder)
-    except OSError:
-        pass
-
-
-def _explain(e: OSError, folder: str) -> str:
-    folder = visible(folder)
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"the disk holding {folder} is full"
-    if e.errno == errno.EFBIG:
-        return "the file would pass the size limit for files (ulimit -f) or the file system's largest file"
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"cannot write in {folder}: {e.strerror}"
-    if e.errno == errno.ENOENT:
-        return f"folder {folder} does not exist"
-    if e.errno == errno.ENOTDIR:
-        return f"{folder} is not a folder"
-    return visible(e.strerror or e, limit=300)
-
-
-def _file_mode(path: str) -> int:
-    """The mode the saved file gets: the old file's, or what umask gives a new one.
-
-    ``mkstemp`` makes its file 0600; without this a re-saved checkpoint would
-    silently stop being readable by the group.
-    """
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        pass
-    mask = None
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    mask = int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    if mask is None:
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _remove(p: str) -> None:
-    try:
-        os.remove(p)
-    except OSError:
-        pass
-

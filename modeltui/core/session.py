@@ -62,6 +62,8 @@ class Edit:
     held_bytes: int = 0  # memory kept alive by a structural change's undo record
     state: bool = True  # changed tensors a save writes (state_dict entries)
     constants: frozenset[str] = frozenset()  # names it changed that no save carries
+    # how to redo it in a standalone script: (operation, arguments) for core.export; None: it cannot be
+    recipe: tuple[str, dict] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -161,14 +163,15 @@ class Session:
 
     @_locked
     def apply(self, description: str, names: Iterable[str], change: Callable[[], Any], *,
-              prune_unchanged: bool = False, modules: Iterable[Any] = ()) -> Any:
+              prune_unchanged: bool = False, modules: Iterable[Any] = (), recipe: tuple[str, dict] | None = None) -> Any:
         """Run ``change`` (which modifies the tensors of ``names`` in place) as one edit.
 
         ``modules``: modules ``change`` runs on (a custom initialiser); every
         tensor and attribute slot of their subtrees is recorded, so replacing
         a Parameter, setting ``.data`` to another shape or dtype, or adding an
         attribute is undone too. On an exception everything is rolled back
-        and an :class:`EditError` is raised. ``prune_unchanged`` drops what
+        and an :class:`EditError` is raised. ``recipe`` says how a script
+        exported from the session repeats the edit (:mod:`modeltui.core.export`). ``prune_unchanged`` drops what
         the change did not alter from the undo record (for module functions
         whose reach is known only afterwards); an edit that altered nothing
         is refused.
@@ -178,7 +181,7 @@ class Session:
         from modeltui.core.readers import filewatch
 
         self.check_files()
-        edit = Edit(description)
+        edit = Edit(description, recipe=recipe)
         tensors = [t for _, t in self.tensors(names)]
         slots = _snapshot_slots(modules)
         known = {id(t) for t in tensors}
@@ -218,7 +221,7 @@ class Session:
 
     @_locked
     def apply_structural(self, description: str, do: Callable[[], Any], undo: Callable[[], Any], *,
-                         held_bytes: int = 0, state: bool = True) -> Any:
+                         held_bytes: int = 0, state: bool = True, recipe: tuple[str, dict] | None = None) -> Any:
         """Run ``do`` (a change of which tensor objects the model holds) as one edit.
 
         ``undo`` must put back exactly what ``do`` replaced; ``do`` is called
@@ -240,7 +243,7 @@ class Session:
             if isinstance(e, ModelTuiError):
                 raise EditError(str(e)) from None
             raise EditError(f"{description} failed: {type(e).__name__}: {first_line(e)}; nothing was changed") from None
-        self._push(Edit(description, redo_fn=do, undo_fn=undo, held_bytes=held_bytes, state=state))
+        self._push(Edit(description, redo_fn=do, undo_fn=undo, held_bytes=held_bytes, state=state, recipe=recipe))
         return result
 
     @_locked

@@ -127,6 +127,8 @@ class ModelInfo:
     total_params: int = 0
     trainable_params: int = 0
     total_bytes: int = 0
+    # an architecture's key surgery: state_dict name -> the name a save writes (None: not saved)
+    saved_keys: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def root(self) -> ModuleInfo:

@@ -118,7 +118,7 @@ def tie(session, source: str, dest: str) -> str:
         desc = f"tie {pairs[0][1]} to {pairs[0][0]}"
     else:
         desc = f"tie {len(pairs)} parameters of {_shown(dest)} to {_shown(source)}"
-    return _swap(session, desc, slots)
+    return _swap(session, desc, slots, recipe=("tie", {"pairs": [list(p) for p in pairs]}))
 
 
 def untie(session, name: str) -> str:
@@ -140,7 +140,7 @@ def untie(session, name: str) -> str:
         where = ", ".join([_shown(x.module)] + info.modules[x.module].shared_with)
         raise EditError(f"'{name}' is shared because its module is used at {where}: untie the module '{_shown(x.module)}' instead")
     desc = f"untie {name} (own copy; was tied with {', '.join(others[:3])}{'…' if len(others) > 3 else ''})"
-    return _own_copies(session, [(owner, x.attr)], desc)
+    return _own_copies(session, [(owner, x.attr)], desc, [name])
 
 
 def _untie_module(session, info, model, path: str) -> str:
@@ -152,9 +152,10 @@ def _untie_module(session, info, model, path: str) -> str:
         modules = model.get_submodule(parent_path)._modules
         new = copy.deepcopy(modules[attr])
         desc = f"untie module {path} (own copy; was also used at {', '.join(m.shared_with[:3])})"
-        return _swap(session, desc, [(modules, attr, new)], held_bytes=_nbytes(list(new.parameters()) + list(new.buffers())))
+        return _swap(session, desc, [(modules, attr, new)], held_bytes=_nbytes(list(new.parameters()) + list(new.buffers())),
+                     recipe=("untie_module", {"path": path}))
     prefix = path + "."
-    slots, seen = [], set()
+    slots, seen, names = [], set(), []
     outside: dict[int, bool] = {}  # per tied group (one tuple shared by its names): reaches outside the module?
     for n, t in info.tensors.items():
         if not n.startswith(prefix) or t.kind not in TIEABLE or not t.group:
@@ -167,12 +168,13 @@ def _untie_module(session, info, model, path: str) -> str:
             if (id(owner), t.attr) not in seen:
                 seen.add((id(owner), t.attr))
                 slots.append((owner, t.attr))
+                names.append(n)
     if not slots:
         raise EditError(f"nothing under '{path}' is tied to a parameter outside it")
-    return _own_copies(session, slots, f"untie {len(slots)} parameter(s) of {path}")
+    return _own_copies(session, slots, f"untie {len(slots)} parameter(s) of {path}", names)
 
 
-def _own_copies(session, slots, desc: str) -> str:
+def _own_copies(session, slots, desc: str, names: list[str]) -> str:
     """Give each ``(module, attr)`` parameter an independent copy of its values."""
     from torch import nn
 
@@ -181,10 +183,10 @@ def _own_copies(session, slots, desc: str) -> str:
     news = [(owner._parameters, attr, nn.Parameter(owner._parameters[attr].detach().clone(),
                                                    requires_grad=owner._parameters[attr].requires_grad))
             for owner, attr in slots]
-    return _swap(session, desc, news, held_bytes=_nbytes([p for _, _, p in news]))
+    return _swap(session, desc, news, held_bytes=_nbytes([p for _, _, p in news]), recipe=("untie", {"names": list(names)}))
 
 
-def _swap(session, desc: str, slots, *, held_bytes: int = 0) -> str:
+def _swap(session, desc: str, slots, *, held_bytes: int = 0, recipe=None) -> str:
     """One undoable edit putting ``new`` at ``mapping[key]`` for each ``(mapping, key, new)``.
 
     The mappings are a module's ``_parameters`` or ``_modules``; undo puts
@@ -200,7 +202,7 @@ def _swap(session, desc: str, slots, *, held_bytes: int = 0) -> str:
         for mapping, key, old in olds:
             mapping[key] = old
 
-    session.apply_structural(desc, do, undo, held_bytes=held_bytes)
+    session.apply_structural(desc, do, undo, held_bytes=held_bytes, recipe=recipe)
     return desc
 
 
@@ -222,21 +224,34 @@ def _unique_tensors(model) -> list[Any]:
     return out
 
 
-def cast(session, dtype_name: str) -> str:
-    """Cast every floating-point parameter and buffer to ``dtype_name`` (undoable)."""
+def cast(session, dtype_name: str, keep: tuple[str, ...] | list[str] = ()) -> str:
+    """Cast every floating-point parameter and buffer to ``dtype_name`` (undoable).
+
+    ``keep``: glob patterns (``*norm*``, ``*.bias``); a tensor any of whose
+    names matches one keeps its dtype.
+    """
+    import fnmatch
+
     import torch
 
     if dtype_name not in CAST_DTYPES:
         raise EditError(f"cannot cast to '{dtype_name}': choose one of {', '.join(CAST_DTYPES)}")
     dtype = getattr(torch, dtype_name)
     model = session.model
-    todo = []
+    keep = tuple(k.strip() for k in keep if k.strip())
+    kept = {id(t) for n, t in session.opened.tensors.items() if any(fnmatch.fnmatchcase(n, k) for k in keep)}
+    todo, skipped = [], 0
     for t in _unique_tensors(model):
         if is_lazy(t):
             raise EditError("the model has uninitialised lazy parameters: run a forward pass before casting")
         if t.is_floating_point() and t.dtype != dtype:
-            todo.append(t)
+            if id(t) in kept:
+                skipped += 1
+            else:
+                todo.append(t)
     if not todo:
+        if skipped:
+            raise EditError(f"every floating-point tensor matches a pattern to keep ({', '.join(keep)}): nothing to cast")
         raise EditError(f"every floating-point tensor is already {dtype_name}")
     old_data = [t.data for t in todo]
     old_grads = [t.grad for t in todo]
@@ -256,8 +271,8 @@ def cast(session, dtype_name: str) -> str:
             if g is not None or t.grad is not None:
                 t.grad = g if g is None or g.device == t.device else g.to(t.device)
 
-    desc = f"cast {len(todo)} tensor(s) to {dtype_name}"
-    session.apply_structural(desc, do, undo, held_bytes=held)
+    desc = f"cast {len(todo)} tensor(s) to {dtype_name}" + (f" (kept {skipped} matching {', '.join(keep)})" if keep else "")
+    session.apply_structural(desc, do, undo, held_bytes=held, recipe=("cast", {"dtype": dtype_name, "keep": list(keep)}))
     return desc
 
 

@@ -42,6 +42,8 @@ class Opened:
     path: str | None = None  # absolute path of the checkpoint file or folder (None for an import path)
     # the forward pass run at start with -i (per-module output shapes for the tree), or None
     forward: Any = None  # modeltui.core.forward.ForwardResult | None
+    # an architecture's key surgery: state_dict name -> the name a save writes (None: not saved); see core.keys
+    keys: dict[str, str | None] = field(default_factory=dict)
 
     def tensor(self, name: str):
         """The values of tensor ``name`` (read from the file when needed)."""
@@ -61,6 +63,7 @@ class Opened:
             self.info.metadata = old.metadata
             keep = [w for w in old.warnings if "lazy parameter" not in w]
             self.info.warnings = keep + [w for w in self.info.warnings if w not in keep]
+            self.info.saved_keys = dict(self.keys)
 
     def close(self) -> None:
         if self.source is not None:
@@ -231,7 +234,7 @@ def open_request(request: OpenRequest) -> Opened:
         if empty:
             warnings.append(empty)
     opened = _prepare(model, shown, weights=weights, dev=dev, input_specs=input_specs, trust=request.trust,
-                      strict=request.strict)
+                      strict=request.strict, strip_to_fit=request.strip_to_fit)
     opened.info.warnings[:0] = warnings
     opened.path = path
     return opened
@@ -242,7 +245,7 @@ def open_module(model, name: str = "model") -> Opened:
     return _prepare(model, name, weights=None, dev=None, input_specs=(), trust=False)
 
 
-def _prepare(model, shown: str, *, weights, dev, input_specs, trust, strict: bool = False) -> Opened:
+def _prepare(model, shown: str, *, weights, dev, input_specs, trust, strict: bool = False, strip_to_fit: bool = False) -> Opened:
     import torch
 
     warnings: list[str] = []
@@ -258,7 +261,7 @@ def _prepare(model, shown: str, *, weights, dev, input_specs, trust, strict: boo
             raise TargetError(f"moving the model to {dev} failed: {type(e).__name__}: {e}") from None
     report = None
     if weights:
-        report = load_weights(model, weights, trust=trust)
+        report = load_weights(model, weights, trust=trust, auto_strip=strip_to_fit)
         if strict and not report.fits:
             raise TargetError(report.misfit() + "; pass --no-strict to go on with the keys that fit")
         warnings.extend(report.lines())

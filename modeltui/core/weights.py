@@ -35,6 +35,8 @@ class WeightsReport:
     cast: list[tuple[str, str, str]] = field(default_factory=list)  # (name, file dtype, model dtype)
     materialised: list[str] = field(default_factory=list)  # lazy parameters given the file's shapes
     conflicts: list[tuple[str, str]] = field(default_factory=list)  # (name not loaded, tied name whose different values were)
+    stripped: str = ""  # a wrapper prefix (module.) removed from the file's keys so they fit
+    fit_prefix: str = ""  # a wrapper prefix whose removal would make the keys fit (not applied: offer it)
 
     @property
     def fits(self) -> bool:
@@ -43,8 +45,14 @@ class WeightsReport:
 
     def lines(self) -> list[str]:
         """The report as warning lines (names raw: the caller makes them visible)."""
+        from modeltui.core.keyplan import describe_wrapper
+
         base = os.path.basename(self.path)
         out = []
+        if self.stripped:
+            out.append(f"{self.label}: stripped the prefix {describe_wrapper(self.stripped)} from the keys of {base} to fit the model")
+        if self.fit_prefix:
+            out.append(f"{self.label}: the keys of {base} fit the model once the prefix {describe_wrapper(self.fit_prefix)} is stripped")
         if self.missing:
             out.append(f"{self.label}: {len(self.missing)} key(s) of the model are missing from {base}: {_few(self.missing)}")
         if self.unexpected:
@@ -161,12 +169,30 @@ def _infer_sizes(mod) -> None:
             mod.num_features = int(ref.shape[0])
 
 
-def load_weights(model, path: str, *, trust: bool = False, label: str = "--weights") -> WeightsReport:
+def _strip_keys(names, prefix: str) -> dict[str, str]:
+    """``new name -> file name`` with ``prefix`` removed where that clashes with no other key."""
+    names = list(names)
+    taken = set(names)
+    out: dict[str, str] = {}
+    for k in names:
+        new = k[len(prefix):] if k.startswith(prefix) and len(k) > len(prefix) else k
+        if new != k and (new in taken or new in out):
+            new = k
+        out[new] = k
+    return out
+
+
+def load_weights(model, path: str, *, trust: bool = False, label: str = "--weights", strip: str = "",
+                 auto_strip: bool = False) -> WeightsReport:
     """Load a checkpoint's tensors onto ``model`` in place, reporting misfits.
 
     Mis-shaped keys are skipped, never half-loaded; tied parameters stay
     tied because values are copied into the existing tensors. ``label``
     starts every message (the option's name on the command line).
+    ``strip`` removes a prefix from the file's keys first; when the keys fit
+    only without a wrapper prefix (``module.``, ``_orig_mod.``, Lightning's
+    ``model.``) ``auto_strip`` removes it (headless runs), otherwise the
+    report offers it (:attr:`WeightsReport.fit_prefix`).
     """
 
     from modeltui.core.readers import read_checkpoint
@@ -189,6 +215,22 @@ def load_weights(model, path: str, *, trust: bool = False, label: str = "--weigh
             file_shapes = {k: tuple(t.shape) for k, t in ck.info.tensors.items()}
             file_dtypes = {k: t.dtype for k, t in ck.info.tensors.items()}
         report = WeightsReport(path, label=label)
+        if not strip:
+            from modeltui.core.keyplan import prefix_to_fit
+
+            names = list(model.state_dict(keep_vars=True))
+            if any(k not in file_shapes for k in names):
+                found = prefix_to_fit(names, file_shapes)
+                if found and auto_strip:
+                    strip = found
+                else:
+                    report.fit_prefix = found
+        if strip:
+            back = _strip_keys(file_shapes, strip)
+            file_shapes = {n: file_shapes[k] for n, k in back.items()}
+            file_dtypes = {n: file_dtypes[k] for n, k in back.items()}
+            get = (lambda raw: lambda n: raw(back[n]))(get)
+            report.stripped = strip
         report.materialised = materialise_from_shapes(model, file_shapes)
         own = model.state_dict(keep_vars=True)
         fits: set[str] = set()
@@ -241,7 +283,33 @@ def load_weights(model, path: str, *, trust: bool = False, label: str = "--weigh
             ck.source.close()
 
 
-def load_weights_into(session, path: str, *, trust: bool = False) -> WeightsReport:
+def strip_to_fit(model, path: str, *, trust: bool = False) -> str:
+    """The wrapper prefix (``module.``) whose removal lets more of ``path``'s keys fit ``model``, or ``""``.
+
+    Reads the checkpoint's listing only; a path that cannot be read gives ``""``
+    (loading it then says why).
+    """
+    from modeltui.core.keyplan import prefix_to_fit
+    from modeltui.core.readers import read_checkpoint
+
+    path = os.path.expanduser(path.strip())
+    if not path or not os.path.exists(path):
+        return ""
+    try:
+        ck = read_checkpoint(path, trust=trust)
+    except ModelTuiError:
+        return ""
+    if ck.source is not None:
+        ck.source.close()
+    names = list(ck.module.state_dict()) if ck.module is not None else list(ck.info.tensors)
+    own = list(model.state_dict(keep_vars=True))
+    have = set(names)
+    if all(k in have for k in own):
+        return ""
+    return prefix_to_fit(own, names)
+
+
+def load_weights_into(session, path: str, *, trust: bool = False, strip: str = "") -> WeightsReport:
     """Load a checkpoint onto the session's model as one undoable edit; returns the WeightsReport.
 
     Only the tensors that will receive values are copied for undo (the file's
@@ -269,6 +337,8 @@ def load_weights_into(session, path: str, *, trust: bool = False) -> WeightsRepo
         shapes = {k: tuple(v.shape) for k, v in ck.module.state_dict().items()}
     else:
         shapes = {k: tuple(t.shape) for k, t in ck.info.tensors.items()}
+    if strip:
+        shapes = {n: shapes[k] for n, k in _strip_keys(shapes, strip).items()}
     grown: list[str] = []
     with session.lock:
         if any(t.shape is None for t in session.opened.info.tensors.values()):
@@ -281,9 +351,15 @@ def load_weights_into(session, path: str, *, trust: bool = False) -> WeightsRepo
         info = session.opened.info
         names = [n for n, t in info.tensors.items() if n in shapes and t.shape is not None and shapes[n] == tuple(t.shape)]
         if not names:
+            from modeltui.core.keyplan import describe_wrapper, prefix_to_fit
+
+            hint = "" if strip else prefix_to_fit(info.tensors, shapes)
+            hint = f"; they fit once the prefix {describe_wrapper(hint)} is stripped" if hint else ""
             raise EditError(f"{os.path.basename(path)} has no tensor whose name and shape fit this model "
-                            f"(it has {len(shapes)} tensors, e.g. '{next(iter(shapes), '')}')")
-        desc = f"load weights from {os.path.basename(path)} ({len(names)} tensors)"
-        report = session.apply(desc, names, lambda: load_weights(session.model, path, trust=trust, label="weights"))
+                            f"(it has {len(shapes)} tensors, e.g. '{next(iter(shapes), '')}'){hint}")
+        desc = f"load weights from {os.path.basename(path)} ({len(names)} tensors)" + (f", prefix '{strip}' stripped" if strip else "")
+        recipe = ("load_weights", {"path": os.path.abspath(path), "strip": strip})
+        report = session.apply(desc, names, lambda: load_weights(session.model, path, trust=trust, label="weights", strip=strip),
+                               recipe=recipe)
     report.materialised = grown + report.materialised
     return report

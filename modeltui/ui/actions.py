@@ -36,6 +36,9 @@ ACTIONS: tuple[Action, ...] = (
     Action("i", "initialise", "Init", "Initialise", "initialise the selected module's subtree or tensor (torch.nn.init or a custom function, with a seed)"),
     Action("e", "edit_values", "Edit", "Edit values", "edit values of the selected tensor: [0, 0] = 42, [:] += 1, *= 0.5"),
     Action("t", "tie", "Tie", "Tie / untie", "tie the selected module or parameter to another one, or untie it"),
+    Action("r", "rename", "Rename", "Rename keys", "rename keys: the selected node's prefix, or a regular expression over all keys (live preview; clashes refused)", footer=False),
+    Action("x,delete", "drop", "Drop", "Drop", "drop the selected tensor or subtree (asks, naming how many tensors and bytes go)", shown="x / delete", footer=False),
+    Action("z", "freeze", "Freeze", "Freeze / unfreeze", "freeze or unfreeze the selected subtree's parameters (requires_grad; ❄ in the tree)", footer=False),
     Action("w", "load_weights", "Weights", "Load weights", "load weights from a checkpoint onto the model (undoable; misfits listed)", footer=False),
     Action("s", "save", "Save", "Save", "save the state_dict (.safetensors or .pt), verified, atomic"),
     Action("d", "device", "Dev", "Device / dtype", "move the model to another device, or cast its dtype"),
@@ -59,7 +62,7 @@ NAVIGATION: tuple[tuple[str, str], ...] = (
     ("enter / space", "expand or collapse a module"),
     ("tab / shift+tab", "move between the tree, the tensor table, the slice box and the values"),
     ("escape", "leave a text box, close the search bar, or cancel a running forward pass"),
-    ("ctrl+p", "command palette: every action, and go to any module or tensor"),
+    ("ctrl+p", "command palette: every action, go to any module or tensor, export the session as a script, a screenshot"),
 )
 
 

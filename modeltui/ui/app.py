@@ -28,11 +28,12 @@ from modeltui.ui.commands import GoToProvider
 from modeltui.ui.executor import DaemonThreadExecutor, abandoned_work, peak_rss
 from modeltui.ui.edit_actions import EditActions
 from modeltui.ui.forward_actions import ForwardActions
+from modeltui.ui.key_actions import KeyActions
 from modeltui.ui.messages import TargetFailed, TargetLoaded
 from modeltui.ui.screens import HelpScreen, MainScreen
 from modeltui.ui.widgets import NodeRef
 
-class ModelTuiApp(EditActions, ForwardActions, App[int]):
+class ModelTuiApp(EditActions, KeyActions, ForwardActions, App[int]):
     """Browse and edit a PyTorch model or checkpoint."""
 
     CSS_PATH = "app.tcss"
@@ -170,6 +171,7 @@ class ModelTuiApp(EditActions, ForwardActions, App[int]):
         if start is not None:
             self._show_nonfinite(start)
         self.call_after_refresh(self._painted)
+        self.call_after_refresh(self.offer_prefix_strip)
 
     def _outputs(self) -> dict:
         return {p: r.shapes for p, r in self.forward_records.items()}
@@ -201,6 +203,8 @@ class ModelTuiApp(EditActions, ForwardActions, App[int]):
             if cmd.title != "Screenshot":
                 yield cmd
         yield SystemCommand("Screenshot", "Save an SVG screenshot of the screen in the current folder", self.action_save_screenshot)
+        yield SystemCommand("Export session as a script", "Write a Python script (torch and safetensors only) that repeats "
+                            "this session's edits on the target and saves", self.action_export_script)
         for a in ACTIONS:
             if a.palette:
                 yield SystemCommand(a.title, f"{a.help[:1].upper()}{a.help[1:]} ({a.display_key})", getattr(self, f"action_{a.action}"))

@@ -167,7 +167,9 @@ class EditActions:
 
         path = default_save_path(self.opened, self.target, self.weights)
         unsaved = getattr(self.session, "unsaved_constants", None)
-        self.push_screen(SaveDialog(self.opened, path, unsaved() if unsaved is not None else None), self._saved)
+        module, tensor = self.main.selection()
+        subtree = module if module else (self.info.tensors[tensor].module if tensor in self.info.tensors else "")
+        self.push_screen(SaveDialog(self.opened, path, unsaved() if unsaved is not None else None, subtree=subtree), self._saved)
 
     def _saved(self, report) -> None:
         if report is None:

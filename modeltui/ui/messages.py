@@ -150,3 +150,20 @@ class Progress(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, Progress)
+
+
+@dataclass
+class KeyEditDone(Message):
+    """A key edit (drop, freeze, strip, weights loaded with a prefix stripped) or an export finished."""
+
+    title: str
+    description: str = ""
+    error: str = ""
+
+
+@dataclass
+class RenamePreviewed(Message):
+    """The rename dialog's preview for request ``request`` (a ``core.keys.RenamePreview``)."""
+
+    request: int
+    preview: Any

@@ -103,8 +103,8 @@ def test_full_disk_in_a_child_process_keeps_the_old_file(tmp_path):
 @pytest.mark.parametrize("where", ["write", "fsync", "verify", "replace"])
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EDQUOT, errno.EIO])
 def test_failures_at_every_step_keep_the_old_file(tmp_path, monkeypatch, where, err):
+    import modeltui.core.save_atomic as saving  # the atomic write machinery (temp, fsync, replace)
     import modeltui.core.save_io as save_io
-    import modeltui.core.saving as saving
 
     dest = str(tmp_path / "m.pt")
     save_state_dict({"w": torch.zeros(5)}, dest)
@@ -129,7 +129,7 @@ def test_failures_at_every_step_keep_the_old_file(tmp_path, monkeypatch, where, 
 
 def test_verification_catches_a_file_that_changed_under_us(tmp_path, monkeypatch):
     """If the bytes on disk are not what was meant (a bad disk, a racing writer), nothing is replaced."""
-    import modeltui.core.saving as saving
+    import modeltui.core.save_atomic as saving
 
     dest = str(tmp_path / "m.safetensors")
     save_state_dict({"w": torch.zeros(5)}, dest)

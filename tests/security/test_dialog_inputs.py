@@ -54,7 +54,8 @@ TABLE = [
     # save
     ("s", None, {"path": ""}, "give a path"),
     ("s", None, {"path": "model.txt"}, "unknown format"),
-    ("s", None, {"path": "/"}, "names a folder"),
+    ("s", None, {"path": "out/", "shard": "0"}, "not a size above zero"),  # a folder: the sharded layout
+    ("s", None, {"path": "out/", "shard": "5XB"}, "is not a size"),
     ("s", None, {"path": "/no/such/folder/m.safetensors"}, "does not exist"),
     # load weights
     ("w", None, {"path": ""}, "give the checkpoint's path"),

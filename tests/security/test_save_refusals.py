@@ -232,10 +232,11 @@ def test_torch_writer_failure_on_a_full_disk_names_the_disk(tmp_path, monkeypatc
     assert os.listdir(tmp_path) == []
 
 
-def test_save_to_a_folder_or_a_trailing_slash_is_refused(tmp_path):
+def test_save_state_dict_writes_one_file_and_refuses_a_folder_or_a_trailing_slash(tmp_path):
+    """One file only here: a folder is Hugging Face's sharded layout, written by save_opened (tests/test_shards.py)."""
     sd = {"w": torch.ones(2)}
     (tmp_path / "a dir").mkdir()
-    with pytest.raises(SaveError, match="a dir is a folder; saving to a folder is not supported yet") as e:
+    with pytest.raises(SaveError, match="a dir is a folder; this save writes one file") as e:
         save_state_dict(sd, str(tmp_path / "a dir"))
     assert "unknown format" not in str(e.value)
     with pytest.raises(SaveError, match=r"ends with '/', which names a folder.*x.safetensors; nothing was written"):
@@ -244,12 +245,13 @@ def test_save_to_a_folder_or_a_trailing_slash_is_refused(tmp_path):
     assert os.listdir(tmp_path / "a dir") == []
 
 
-def test_cli_save_to_a_folder_says_it_is_a_folder(tmp_path, ckpts):
+def test_cli_save_to_an_existing_folder_writes_the_sharded_layout(tmp_path, ckpts):
     (tmp_path / "out").mkdir()
     r = subprocess.run([sys.executable, "-m", "modeltui", ckpts["state_dict.pt"], "--save", str(tmp_path / "out")],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1
-    assert "is a folder" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(tmp_path / "out") == ["model.safetensors"]
+    assert r.stdout.startswith(f"saved {tmp_path / 'out'} (model.safetensors): ") and r.stderr == ""
 
 
 def test_a_model_nested_1000_deep_can_be_saved(tmp_path):

@@ -5,6 +5,7 @@ from modeltui.ui.dialogs.device import DeviceDialog
 from modeltui.ui.dialogs.edit import EditDialog
 from modeltui.ui.dialogs.forward import ForwardChoice, ForwardDialog, parse_specs
 from modeltui.ui.dialogs.init import InitDialog, parse_kwargs
+from modeltui.ui.dialogs.rename import RenameDialog
 from modeltui.ui.dialogs.results import ForwardResultScreen
 from modeltui.ui.dialogs.save import SaveDialog
 from modeltui.ui.dialogs.tie import TieDialog
@@ -12,6 +13,6 @@ from modeltui.ui.dialogs.weights import WeightsDialog
 
 __all__ = [
     "BusyScreen", "Confirm", "ConfirmQuit", "DeviceDialog", "Dialog", "EditDialog", "ForwardChoice", "ForwardDialog",
-    "ForwardResultScreen", "InitDialog", "SaveDialog", "TieDialog", "WeightsDialog",
+    "ForwardResultScreen", "InitDialog", "RenameDialog", "SaveDialog", "TieDialog", "WeightsDialog",
     "parse_kwargs", "parse_specs",
 ]

@@ -47,6 +47,8 @@ class DeviceDialog(Dialog[str]):
         info = self.session.opened.info
         yield Select([("keep (" + ", ".join(info.dtypes()) + ")", "keep")] + [(d, d) for d in ("float32", "bfloat16", "float16")],
                      value="keep", allow_blank=False, id="dtype", compact=True)
+        yield Label("with a cast: tensors to keep in their dtype (patterns, e.g. *norm* *.bias)")
+        yield Input(placeholder="e.g. *norm* *.bias (blank: cast every floating-point tensor)", id="keep", compact=True)
         yield ProgressBar(total=100, show_eta=False, id="progress")
 
     def on_mount(self) -> None:
@@ -56,18 +58,22 @@ class DeviceDialog(Dialog[str]):
         typed = self.query_one("#device-text", Input).value.strip()
         device = typed or str(self.query_one("#device", Select).value)
         dtype = str(self.query_one("#dtype", Select).value)
+        keep = tuple(self.query_one("#keep", Input).value.replace(",", " ").split())
+        if keep and dtype == "keep":
+            self.show_error("patterns to keep go with a cast: choose a dtype")
+            return
         if device == self.session.opened.device and dtype == "keep":
             self.show_error(f"the model is already on {visible(device)}; choose another device or a dtype")
             return
-        self.start_change(device, dtype)
+        self.start_change(device, dtype, keep)
 
-    def start_change(self, device: str, dtype: str) -> None:
+    def start_change(self, device: str, dtype: str, keep: tuple[str, ...] = ()) -> None:
         from textual.widgets import Button
 
         self.query_one("#ok", Button).disabled = True
         self.show_note("working… (escape cancels a move)")
         self.query_one("#progress").display = True
-        self.run_change(device, dtype)
+        self.run_change(device, dtype, keep)
 
     def action_cancel(self) -> None:
         running = [w for w in self.workers if w.is_running]
@@ -77,7 +83,7 @@ class DeviceDialog(Dialog[str]):
             self.dismiss(None)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="device")
-    def run_change(self, device: str, dtype: str) -> None:
+    def run_change(self, device: str, dtype: str, keep: tuple[str, ...] = ()) -> None:
         from modeltui.core.surgery import cast, move
 
         worker = get_current_worker()
@@ -94,7 +100,7 @@ class DeviceDialog(Dialog[str]):
             if device != self.session.opened.device:
                 done.append(move(self.session, device, progress=progress, should_stop=lambda: worker.is_cancelled))
             if dtype != "keep":
-                done.append(cast(self.session, dtype))
+                done.append(cast(self.session, dtype, keep))
         except Cancelled:
             self.post_message(JobFailed("move cancelled: the model stays where it was"))
             return

@@ -7,7 +7,7 @@ import os
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.widgets import Input, Label, Static
+from textual.widgets import Checkbox, Input, Label, Static
 
 from modeltui.format import visible
 from modeltui.ui.dialogs.base import Confirm, Dialog
@@ -32,35 +32,60 @@ class SaveDialog(Dialog):
 
     OK = "Save"
 
-    def __init__(self, opened, path: str, not_saved: list[str] | None = None):
+    def __init__(self, opened, path: str, not_saved: list[str] | None = None, subtree: str = ""):
         super().__init__()
         self.opened = opened
         self.path = path
         self.not_saved = not_saved  # edited tensors a state_dict cannot carry (None: every constant)
+        self.subtree = subtree  # the selected module: "only this subtree" offers to extract it
 
     def title_text(self) -> str:
         return "Save the state_dict"
 
     def body(self) -> ComposeResult:
-        yield Label("path (.safetensors, or .pt / .pth / .bin / .ckpt for torch.save)")
+        yield Label("path: .safetensors, .pt/.pth/.bin/.ckpt, or a folder DIR/ (sharded)")
         # a box shows its text raw: a path holding control characters is shown escaped, and kept if left as shown
         yield Input(visible(self.path), id="path", compact=True)
+        yield Label("largest shard, for a folder (e.g. 5GB, 500MB)", id="shard-label")
+        yield Input("5GB", id="shard", compact=True)
+        yield Checkbox(f"only the keys under {visible(self.subtree or '(root)', limit=40)}, that prefix removed",
+                       id="extract", compact=True, disabled=not self.subtree)
         yield Static(Text(container_note(self.opened, self.path), style="bold yellow"), id="container-note")
         yield Static(Text("Written to a temp file, read back and checked, then moved into place; "
                           "tied tensors are stored once.", style="dim"))
 
+    def on_mount(self) -> None:
+        self._show_shard(self.path)
+        self.query_one("#extract").display = bool(self.subtree)
+
+    def _show_shard(self, path: str) -> None:
+        from modeltui.core.save_checks import is_folder_destination
+
+        folder = bool(path) and is_folder_destination(os.path.expanduser(path))
+        self.query_one("#shard").display = self.query_one("#shard-label").display = folder
+
     @on(Input.Changed, "#path")
     def _path_changed(self, event: Input.Changed) -> None:
+        self._show_shard(event.value.strip())
         self.query_one("#container-note", Static).update(Text(container_note(self.opened, event.value.strip()), style="bold yellow"))
 
     def submit(self) -> None:
-        from modeltui.core.save_checks import SaveError, save_conflict
+        from modeltui.core.save_checks import SaveError, is_folder_destination, save_conflict
+        from modeltui.core.shards import parse_size
 
         typed = self.query_one("#path", Input).value.strip()
         path = self.path if typed == visible(self.path).strip() else os.path.expanduser(typed)
         if not path:
             self.show_error("give a path to save to, e.g. model.safetensors")
             return
+        self.max_shard = None
+        if is_folder_destination(path):
+            try:
+                self.max_shard = parse_size(self.query_one("#shard", Input).value)
+            except ValueError as e:
+                self.show_error(str(e))
+                return
+        self.extract = self.subtree if self.query_one("#extract", Checkbox).value else None
         try:
             question = save_conflict(self.opened, path)
         except SaveError as e:
@@ -81,4 +106,5 @@ class SaveDialog(Dialog):
 
         # the user answered any question save_conflict asked: a yes covers writing into the source folder too
         self.start("saving and verifying…",
-                   lambda: save_opened(self.opened, path, overwrite_source=True, not_saved=self.not_saved))
+                   lambda: save_opened(self.opened, path, overwrite_source=True, not_saved=self.not_saved,
+                                       extract=self.extract, max_shard_size=self.max_shard))

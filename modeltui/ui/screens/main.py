@@ -104,6 +104,8 @@ class MainScreen(Screen):
         tree.bad.clear()
         if outputs is not None:
             tree.outputs = dict(outputs)
+        if tree.info is not None and (tree.info.tensors.keys() != info.tensors.keys() or tree.info.modules.keys() != info.modules.keys()):
+            self._rebuild_tree(info)  # keys renamed or dropped: a new structure
         tree.relabel(info)
         self.header.show_info(info, dirty)
         ref = tree.cursor_ref()
@@ -112,6 +114,23 @@ class MainScreen(Screen):
             if path in info.modules:
                 self.module_panel.show(info, info.modules[path])
         self.tensor_panel.invalidate()
+
+    def _rebuild_tree(self, info) -> None:
+        """Load the tree again and put the cursor back on what it was on, or the nearest module still there."""
+        tree = self.tree
+        ref = tree.cursor_ref()
+        tree.load(info)
+        if ref is None or (ref.kind == "tensor" and ref.name in info.tensors) or (ref.kind == "module" and ref.name in info.modules):
+            target = ref
+        else:
+            path = ref.name if ref.kind == "module" else ref.name.rpartition(".")[0]
+            while path and path not in info.modules:
+                path = path.rpartition(".")[0]
+            target = NodeRef("module", path)
+        if target is not None and target.name:
+            tree.reveal(target)
+        self.tensor_panel.hide()
+        self.show_module(target.name if target is not None and target.kind == "module" else "")
 
     # ------------------------------------------------------------ selection
 

@@ -75,8 +75,9 @@ def grad_text(norm: float) -> str:
     return f"∇{norm:.3g}"
 
 
-def tensor_label(x: TensorInfo, bad: set[str], grad_norm: float | None = None) -> Text:
-    """``.weight [8, 4] float32 ∇0.012`` with the same marks as modules, and its grad's norm after a backward."""
+def tensor_label(x: TensorInfo, bad: set[str], grad_norm: float | None = None, saved_keys: dict | None = None) -> Text:
+    """``.weight [8, 4] float32 ∇0.012`` with the same marks as modules, its grad's norm after a backward,
+    and ``→ key`` / ``✗ not saved`` after key surgery."""
     t = Text()
     style = {"parameter": "", "buffer": "italic", "constant": "italic magenta", "tensor": ""}.get(x.kind, "")
     t.append(f".{visible(x.attr, limit=NAME_LIMIT)}", style=style or "white")
@@ -97,6 +98,9 @@ def tensor_label(x: TensorInfo, bad: set[str], grad_norm: float | None = None) -
         t.append(f" {marks}", style="bold yellow")
     if grad_norm is not None and x.has_grad:
         t.append(f" {grad_text(grad_norm)}", style="blue" if math.isfinite(grad_norm) else "bold red")
+    if saved_keys and x.name in saved_keys:
+        key = saved_keys[x.name]
+        t.append(" ✗ not saved" if key is None else f" → {visible(key, limit=NAME_LIMIT)}", style="bold magenta")
     return t
 
 
@@ -143,7 +147,7 @@ class ModuleTree(Tree[NodeRef]):
         return module_label(m, self.info, self.bad, self.outputs, nonfinite=m.path in self.nonfinite)
 
     def _tensor_label(self, x: TensorInfo) -> Text:
-        return tensor_label(x, self.bad, self.grad_norms.get(x.name))
+        return tensor_label(x, self.bad, self.grad_norms.get(x.name), self.info.saved_keys)
 
     @staticmethod
     def rows(m: ModuleInfo) -> list[NodeRef]:
