@@ -77,7 +77,7 @@ def test_corrupt_and_truncated_files(tmp_path, ckpts):
     data = open(ckpts["state_dict.pt"], "rb").read()
     trunc = tmp_path / "trunc.pt"
     trunc.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"trunc\.pt: corrupt or truncated zip archive"):
         open_target(str(trunc))
     st = open(ckpts["model.safetensors"], "rb").read()
     tst = tmp_path / "trunc.safetensors"

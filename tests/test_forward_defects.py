@@ -120,7 +120,7 @@ def test_an_abandoned_stuck_run_does_not_cancel_later_runs():
         model.stuck = False
         later = run_forward(model, spec)
         assert later.ok, later.error
-        assert later.records["lin"].calls == 2 and later.records[""].shapes == [(2, 3)]
+        assert later.records["lin"].shapes == [(2, 3)] and later.records[""].shapes == [(2, 3)]
     finally:
         model.release.set()
         thread.join(10)

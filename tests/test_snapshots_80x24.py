@@ -20,26 +20,19 @@ def tiny_gpt():
     return ModelTuiApp("TinyGPT", opened=opened)
 
 
-async def _wait(pilot):
-    for _ in range(3):
-        await pilot.pause()
-        await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-def scenario(select, *keys, then=None):
+def scenario(settle, select, *keys, then=None):
     async def run_before(pilot):
-        await _wait(pilot)
+        await settle(pilot)
         pilot.app.clear_notifications()
         if select is not None:
             pilot.app.query_one(ModuleTree).reveal(NodeRef(*select))
-            await _wait(pilot)
+            await settle(pilot)
         for k in keys:
             await pilot.press(k)
-            await _wait(pilot)
+            await settle(pilot)
         if then is not None:
             await then(pilot)
-            await _wait(pilot)
+            await settle(pilot)
         pilot.app.clear_notifications()
         await pilot.pause()
 
@@ -88,21 +81,21 @@ def deterministic(monkeypatch):
     ("help", None, ("question_mark",), None),
     ("forward_result", None, ("f", "enter"), None),
 ], ids=lambda v: v if isinstance(v, str) else "")
-def test_dialog_fits_80x24(snap_compare, name, select, keys, then):
-    assert snap_compare(tiny_gpt(), terminal_size=SIZE, run_before=scenario(select, *keys, then=then))
+def test_dialog_fits_80x24(snap_compare, settle, name, select, keys, then):
+    assert snap_compare(tiny_gpt(), terminal_size=SIZE, run_before=scenario(settle, select, *keys, then=then))
 
 
-async def _quit_after_edit(pilot):
+async def _quit_after_edit(pilot, settle):
     from modeltui.core.editing import edit_values
 
-    await _wait(pilot)
+    await settle(pilot)
     edit_values(pilot.app.session, "pos.weight", "[0, 0] = 1")
     pilot.app.refresh_views()
     await pilot.press("q")
-    await _wait(pilot)
+    await settle(pilot)
     pilot.app.clear_notifications()
     await pilot.pause()
 
 
-def test_quit_confirm_fits_80x24(snap_compare):
-    assert snap_compare(tiny_gpt(), terminal_size=SIZE, run_before=_quit_after_edit)
+def test_quit_confirm_fits_80x24(snap_compare, settle):
+    assert snap_compare(tiny_gpt(), terminal_size=SIZE, run_before=lambda pilot: _quit_after_edit(pilot, settle))

@@ -28,8 +28,7 @@ class ModuleRecord:
     """What one module produced in the last forward pass."""
 
     shapes: list[tuple[int, ...]]  # one per tensor in its output
-    ms: float  # wall time including its children
-    calls: int = 1
+    ms: float  # wall time including its children (summed when it runs more than once)
 
 
 @dataclass
@@ -184,7 +183,6 @@ def run_forward(
             else:
                 old.shapes = shapes
                 old.ms += ms
-                old.calls += 1
 
     if record or stoppable:  # record=False with nothing to stop it: the bare pass (a baseline)
         for mod in {id(m): m for _, m in walk_modules(model)}.values():

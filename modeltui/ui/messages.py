@@ -9,7 +9,7 @@ newer one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from textual.message import Message
 
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from modeltui.core.preview import ValueGrid
     from modeltui.core.stats import TensorStats
     from modeltui.core.targets import Opened
+
+R = TypeVar("R")
 
 
 @dataclass
@@ -115,10 +117,10 @@ class DevicesListed(Message):
 
 
 @dataclass
-class JobDone(Message):
-    """A dialog's job finished with ``result``."""
+class JobDone(Message, Generic[R]):
+    """A dialog's job finished with ``result`` (the dialog's result type: an InitReport, a SaveReport…)."""
 
-    result: Any
+    result: R
 
 
 @dataclass

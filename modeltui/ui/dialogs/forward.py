@@ -55,7 +55,7 @@ def forward_signature(model) -> str:
     return f"forward({', '.join(parts + (['…'] if len(params) > 8 else []))})"
 
 
-class ForwardDialog(Dialog[list]):
+class ForwardDialog(Dialog[list[InputSpec]]):
     """Input shapes, dtype and distribution for a forward pass."""
 
     OK = "Run"
