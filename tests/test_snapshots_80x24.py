@@ -6,6 +6,7 @@ Update the baselines after an intended change with
 
 import pytest
 import torch
+from textual.widgets import Input
 
 from modeltui.core import open_target, parse_input_spec
 from modeltui.ui.app import ModelTuiApp
@@ -33,6 +34,8 @@ def scenario(settle, select, *keys, then=None):
         if then is not None:
             await then(pilot)
             await settle(pilot)
+        for box in pilot.app.screen.query(Input):  # a blinking cursor would make the image depend on timing
+            box.cursor_blink = False
         pilot.app.clear_notifications()
         await pilot.pause()
 

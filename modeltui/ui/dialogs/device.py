@@ -97,6 +97,7 @@ class DeviceDialog(Dialog[str]):
         self.query_one("#progress", ProgressBar).update(progress=int(100 * message.done / max(message.total, 1)))
 
     def on_job_failed(self, message: JobFailed) -> None:
+        message.prevent_default()  # this replaces Dialog's handler, which would show the bare error over this one
         error = message.error
         if message.done:  # the move worked, the cast did not: say both, stay open
             error = f"{message.done[0]}, but: {error}"
