@@ -83,8 +83,9 @@ def print_summary(info: ModelInfo, *, depth: int | None = None, file=None) -> No
     console.print(Text(head))
 
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    table.add_column("name", no_wrap=True)
-    table.add_column("type / kind", no_wrap=True)
+    # capped: one long (or hostile) name must not squeeze the shape, dtype and params columns out of every row
+    table.add_column("name", no_wrap=True, max_width=max(24, console.width * 9 // 20))  # longer text ends with "…"
+    table.add_column("type / kind", no_wrap=True, max_width=max(12, console.width // 5))
     table.add_column("shape", no_wrap=True)
     table.add_column("dtype", no_wrap=True)
     table.add_column("params", justify="right", no_wrap=True)

@@ -58,3 +58,16 @@ async def test_footer_fits_80_columns_with_help_and_quit(settle):
         assert all(fk.region.right <= 80 for fk in shown)
         descriptions = {re.sub(r"\s+", " ", fk.description) for fk in shown}
         assert {"Help", "Quit", "Find"} <= descriptions
+
+
+def test_the_docs_link_only_what_a_clone_has():
+    """Issue 10 item 18: every relative link of README.md and ARCHITECTURE.md names a file of the repository."""
+    for doc in ("README.md", "ARCHITECTURE.md"):
+        text = open(os.path.join(ROOT, doc), encoding="utf-8").read()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+://|#|mailto:", target):
+                continue
+            path = os.path.normpath(os.path.join(ROOT, target.split("#")[0]))
+            assert path.startswith(ROOT + os.sep) and os.path.exists(path), f"{doc} links {target}, which a clone does not have"
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert not re.findall(r"`\.\./[^`]*`", readme), "README.md points outside the repository"

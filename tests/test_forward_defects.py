@@ -1,7 +1,7 @@
-"""Forward passes: keyword inputs, the pass at start kept on Opened, runs that own their hooks."""
+"""Forward passes: keyword inputs, the pass at start kept on Opened (issue 10).
 
-import threading
-import time
+Runs that own their hooks (issue 11 item 14) are in tests/security/test_forward_runs.py.
+"""
 
 import pytest
 import torch
@@ -9,7 +9,7 @@ from torch import nn
 
 from modeltui.cli import main
 from modeltui.core import TargetError, open_target, parse_input_spec
-from modeltui.core.forward import ForwardRun, run_forward, runs_inside
+from modeltui.core.forward import run_forward
 from modeltui.core.inputs import InputSpec, build_inputs, forward_parameters
 
 # ------------------------------------------------------------ issue 10.23: keyword inputs
@@ -49,6 +49,20 @@ def test_build_inputs_makes_args_and_kwargs_with_mask_ones():
         build_inputs([parse_input_spec("x=2"), parse_input_spec("x=3")], torch.device("cpu"), model)
 
 
+def test_a_positional_input_that_fills_a_mask_parameter_is_ones():
+    """The issue's own scenario: repeated -i fill forward's parameters in order, attention_mask third."""
+    from sample_models.zoo import TinySeq2Seq
+
+    model = TinySeq2Seq()
+    specs = [parse_input_spec(s) for s in ("2,16", "2,8", "2,16")]
+    args, kwargs = build_inputs(specs, torch.device("cpu"), model)
+    assert not kwargs and args[2].dtype == torch.int64 and bool((args[2] == 1).all())
+    assert int(args[1].max()) > 1  # decoder_input_ids are drawn, not ones
+    chosen = InputSpec((2, 16), dist="randint")  # a distribution asked for is kept
+    assert int(build_inputs(specs[:2] + [chosen], torch.device("cpu"), model)[0][2].max()) > 1
+    assert run_forward(model, specs).ok
+
+
 def test_a_model_with_keyword_inputs_runs_headless(capsys):
     args = ["sample_models.zoo:TinySeq2Seq", "-i", "2,16", "-i", "decoder_input_ids=2,8", "-i", "attention_mask=2,16", "--json"]
     assert main(args) == 0
@@ -81,76 +95,7 @@ def test_a_failing_forward_at_start_stays_an_error():
         open_target("sample_models.book:make_my_linear_net", input_specs=[parse_input_spec("2,5")])
 
 
-# ------------------------------------------------------------ issue 11.14: runs own their hooks
-
-
-class Stuck(nn.Module):
-    """Loops in pure Python (no submodule calls) while ``stuck`` is set, until released."""
-
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(3, 3)
-        self.stuck = True
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def forward(self, x):
-        x = self.lin(x)
-        if self.stuck:
-            self.entered.set()
-            while not self.release.is_set():
-                time.sleep(0.005)
-        return self.lin(x)
-
-
-def test_an_abandoned_stuck_run_does_not_cancel_later_runs():
-    model = Stuck()
-    spec = [parse_input_spec("2,3")]
-    first = ForwardRun()
-    results = {}
-    thread = threading.Thread(target=lambda: results.setdefault("first", run_forward(model, spec, run=first)))
-    thread.start()
-    try:
-        assert model.entered.wait(10)
-        first.cancel()
-        time.sleep(0.1)
-        # the UI can tell the cancelled run is still inside the model, making no progress
-        assert first.inside and runs_inside(model) == [first]
-        assert first.seconds_since_progress() >= 0.1
-        model.stuck = False
-        later = run_forward(model, spec)
-        assert later.ok, later.error
-        assert later.records["lin"].shapes == [(2, 3)] and later.records[""].shapes == [(2, 3)]
-    finally:
-        model.release.set()
-        thread.join(10)
-    assert results["first"].error == "cancelled"
-    assert not first.inside and runs_inside(model) == []
-    assert not model.lin._forward_pre_hooks and not model.lin._forward_hooks
-
-
-def test_cancel_before_the_first_module_stops_at_once():
-    run = ForwardRun()
-    run.cancel()
-    r = run_forward(nn.Sequential(nn.Linear(2, 2)), [parse_input_spec("1,2")], run=run)
-    assert r.error == "cancelled"
-
-
-# ------------------------------------------------------------ issue 11.15: huge extra_repr; empty classes
-
-
-class Chatty(nn.Module):
-    def extra_repr(self):
-        return "x" * 5_000_000
-
-
-def test_a_huge_extra_repr_is_cut():
-    from modeltui.core.describe import MAX_EXTRA_REPR, from_module
-
-    info, _ = from_module(Chatty(), "chatty")
-    text = info.root.extra_repr
-    assert len(text) < MAX_EXTRA_REPR + 100
-    assert text.startswith("xxx") and "5,000,000 characters in all" in text
+# ------------------------------------------------------------ empty classes
 
 
 def test_a_class_that_needs_arguments_warns_instead_of_opening_silently_empty():

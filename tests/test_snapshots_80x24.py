@@ -34,9 +34,9 @@ def scenario(settle, select, *keys, then=None):
         if then is not None:
             await then(pilot)
             await settle(pilot)
-        for box in pilot.app.screen.query(Input):  # a blinking cursor would make the image depend on timing
-            box.cursor_blink = False
         pilot.app.clear_notifications()
+        for box in pilot.app.screen.query(Input):
+            box.cursor_blink = False  # a blinking cursor made the image depend on the moment it was taken (flaky under load)
         await pilot.pause()
 
     return run_before

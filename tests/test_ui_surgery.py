@@ -47,10 +47,17 @@ async def test_tie_mismatch_refused_inline_and_untie_tied_lm(ui):
         await pilot.press("t")
         await pilot.pause()
         app.screen.query_one("#source", Input).value = "tok.weight"
+        app.screen.query_one("#ok", Button).focus()  # Apply pressed from the keyboard (tab to it, enter)
         await pilot.press("enter")
         await ui.settle(pilot)
         assert isinstance(app.screen, TieDialog)
         assert "shapes differ" in ui.error_text(app.screen)
+        # the focus is back in a text box (not on Cancel, where OK's disabling had moved it):
+        # Enter submits the correction instead of cancelling the dialog
+        assert isinstance(app.screen.focused, Input)
+        await pilot.press("enter")
+        await ui.settle(pilot)
+        assert isinstance(app.screen, TieDialog) and "shapes differ" in ui.error_text(app.screen)
         await pilot.press("escape")
         await pilot.pause()
         assert ui.model_hash(app.opened.model) == h and not app.session.undo_stack

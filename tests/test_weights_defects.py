@@ -63,6 +63,26 @@ def test_a_tied_name_is_missing_when_nothing_of_its_tie_loads(tmp_path):
         open_target(TIED, weights=str(tmp_path / "x.safetensors"), strict=True)
 
 
+def test_tied_names_with_different_values_in_the_file_are_reported(tmp_path, capsys):
+    """A file whose two names of one tied tensor differ (an untied fine-tune): one set of values is dropped, so say so."""
+    from sample_models.checkpoints import model_for_checkpoints
+
+    sd = {k: v.clone() for k, v in model_for_checkpoints(seed=3).state_dict().items()}
+    sd["lm_head.weight"] = torch.full_like(sd["lm_head.weight"], 7.0)
+    torch.save(sd, tmp_path / "untied.pt")
+    o = open_target(TIED, weights=str(tmp_path / "untied.pt"))
+    r = o.weights
+    assert r.conflicts == [("lm_head.weight", "tok.weight")] and not r.fits
+    assert torch.equal(o.model.tok.weight, sd["tok.weight"])  # the first name's values, as from_pretrained ties them
+    assert any("differ" in line and "lm_head.weight" in line for line in r.lines())
+    out = tmp_path / "out.safetensors"
+    assert main([TIED, "-w", str(tmp_path / "untied.pt"), "--save", str(out)]) == 2 and not out.exists()
+    assert "lm_head.weight" in capsys.readouterr().err
+    same = dict(sd, **{"lm_head.weight": sd["tok.weight"].clone()})  # equal values: nothing to report
+    torch.save(same, tmp_path / "same.pt")
+    assert open_target(TIED, weights=str(tmp_path / "same.pt"), strict=True).weights.conflicts == []
+
+
 # ------------------------------------------------------------ issue 10.24: dtype casts
 
 

@@ -40,8 +40,12 @@ def fresh_seed() -> int:
 
 
 def _moments(t) -> Moments:
-    x = t.detach().double()
-    return Moments(float(x.mean()) if x.numel() else math.nan, float(x.std(unbiased=False)) if x.numel() else math.nan)
+    """Mean and std for the report; NaN where torch has none (meta, quantized…): the report must not fail an edit."""
+    try:
+        x = t.detach().double()
+        return Moments(float(x.mean()) if x.numel() else math.nan, float(x.std(unbiased=False)) if x.numel() else math.nan)
+    except (RuntimeError, NotImplementedError, TypeError):
+        return Moments(math.nan, math.nan)
 
 
 def _seeded(seed: int, fn):

@@ -1,8 +1,9 @@
 """Input specifications for forward passes: ``2,20``, ``2,16:int64``, ``attention_mask=2,16``.
 
 A spec with a name is passed as a keyword argument of ``forward``; the
-others fill its positional arguments in order. Mask-like inputs (the name
-contains ``mask``) are ones unless asked otherwise.
+others fill its positional arguments in order. Mask-like inputs (the name,
+or the name of the parameter a positional input fills, contains ``mask``)
+are ones unless asked otherwise.
 """
 
 from __future__ import annotations
@@ -116,7 +117,15 @@ def build_inputs(specs, device, model=None, generator=None) -> tuple[list, dict]
         unknown = next((n for n in names if n not in known), None)
         if unknown and not takes_any:
             raise TargetError(f"{type(model).__name__}.forward has no parameter '{unknown}' (it takes: {', '.join(known) or 'nothing'})")
-    args = [make_input(s, device, model, generator) for s in specs if not s.name]
+    positional = [s for s in specs if not s.name]
+    if model is not None and positional:
+        import dataclasses
+
+        slots = _positional_names(model)
+        # a positional input that fills a mask parameter is ones, as a named one is (unless another draw was asked for)
+        positional = [dataclasses.replace(s, dist="ones") if s.dist == "rand" and i < len(slots) and is_mask_name(slots[i]) else s
+                      for i, s in enumerate(positional)]
+    args = [make_input(s, device, model, generator) for s in positional]
     kwargs = {s.name: make_input(s, device, model, generator) for s in specs if s.name}
     return args, kwargs
 
@@ -131,6 +140,15 @@ def forward_parameters(model) -> list[tuple[str, bool]]:
         return []
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return [(p.name, p.default is not inspect.Parameter.empty) for p in sig.parameters.values() if p.kind in kinds]
+
+
+def _positional_names(model) -> list[str]:
+    """The names of ``model.forward``'s parameters that positional arguments fill, in order."""
+    sig = _signature(model)
+    if sig is None:
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in sig.parameters.values() if p.kind in kinds]
 
 
 def _signature(model):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modeltui.core.errors import CheckpointError, ModelTuiError, TargetError, first_line
-from modeltui.core.tensors import is_lazy
+from modeltui.core.tensors import is_lazy, same_bits
 
 # mantissa bits (with the implicit one) of float dtypes: integers up to 2**bits are exact
 _MANTISSA = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 53}
@@ -34,11 +34,12 @@ class WeightsReport:
     tied: list[tuple[str, str]] = field(default_factory=list)  # (name the file lacks, tied name that loaded it)
     cast: list[tuple[str, str, str]] = field(default_factory=list)  # (name, file dtype, model dtype)
     materialised: list[str] = field(default_factory=list)  # lazy parameters given the file's shapes
+    conflicts: list[tuple[str, str]] = field(default_factory=list)  # (name not loaded, tied name whose different values were)
 
     @property
     def fits(self) -> bool:
         """True when every key of the model and of the file found its match (as ``strict=True`` wants)."""
-        return not (self.missing or self.unexpected or self.mismatched)
+        return not (self.missing or self.unexpected or self.mismatched or self.conflicts)
 
     def lines(self) -> list[str]:
         """The report as warning lines (names raw: the caller makes them visible)."""
@@ -54,6 +55,11 @@ class WeightsReport:
             out.append(f"{self.label}: '{name}' not loaded: the model has shape {list(ms)}, the file {list(fs)}")
         if len(self.mismatched) > 10:
             out.append(f"{self.label}: {len(self.mismatched) - 10} more mis-shaped key(s) not loaded")
+        for name, kept in self.conflicts[:10]:
+            out.append(f"{self.label}: '{name}' is tied to '{kept}' in the model but its values differ in {base}: "
+                       f"'{kept}' was loaded, '{name}' ignored")
+        if len(self.conflicts) > 10:
+            out.append(f"{self.label}: {len(self.conflicts) - 10} more tied name(s) with different values ignored")
         casts: dict[tuple[str, str], list[str]] = {}
         for name, src, dst in self.cast:
             casts.setdefault((src, dst), []).append(name)
@@ -73,6 +79,11 @@ class WeightsReport:
             name, ms, fs = self.mismatched[0]
             more = f" and {len(self.mismatched) - 1} more" if len(self.mismatched) > 1 else ""
             parts.append(f"{len(self.mismatched)} mis-shaped key(s) ('{name}': model {list(ms)}, file {list(fs)}{more})")
+        if self.conflicts:
+            name, kept = self.conflicts[0]
+            more = f" and {len(self.conflicts) - 1} more" if len(self.conflicts) > 1 else ""
+            parts.append(f"{len(self.conflicts)} tied name(s) with other values in the file than the name they are tied to "
+                         f"('{name}' differs from '{kept}'{more})")
         return f"{self.label} {os.path.basename(self.path)} does not fit the model: " + "; ".join(parts)
 
 
@@ -199,6 +210,13 @@ def load_weights(model, path: str, *, trust: bool = False, label: str = "--weigh
                 report.cast.append((k, file_dtypes[k], dtype_name(t.dtype)))
             if not t.is_meta:
                 to_load[k] = get(k)
+        # two names of one tied tensor with different values in the file: the first name's are loaded, never a mix
+        first_of: dict[int, str] = {}
+        for k in list(to_load):
+            kept = first_of.setdefault(id(own[k]), k)
+            if kept != k and not same_bits(to_load[k], to_load[kept]):
+                report.conflicts.append((k, kept))
+                del to_load[k]
         # a name the file lacks is not missing when its parameter is tied to a name that loads
         loaded_by: dict[int, str] = {}
         for k in fits:

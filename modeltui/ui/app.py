@@ -9,6 +9,7 @@ messages (``ui/messages.py``).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -69,6 +70,7 @@ class ModelTuiApp(EditActions, ForwardActions, App[int]):
         self.init_memory: dict = {}  # the init dialog's last choices
         self._pending: str | None = None  # the action to run once a bare checkpoint is editable
         self._forward_run = None  # the core.forward.ForwardRun of the last forward pass
+        self.signalled: int | None = None  # SIGTERM / SIGHUP ended the app
 
     def get_default_screen(self) -> Screen:
         return MainScreen()
@@ -97,9 +99,16 @@ class ModelTuiApp(EditActions, ForwardActions, App[int]):
     def stats_cache(self) -> dict:
         return self.main.tensor_panel.stats_cache
 
-    def say(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None) -> None:
-        """A notification whose text may come from a file or user code: never markup, controls made visible."""
-        self.notify(visible(message, newlines=True, limit=2000), title=title, severity=severity, timeout=timeout, markup=False)
+    def say(self, message: str | list[str], *, title: str = "", severity: str = "information",
+            timeout: float | None = None) -> None:
+        """A notification whose text may come from a file or user code: never markup, controls made visible.
+
+        A newline inside a message is shown as ``\\n`` (a name holding one must not forge a line);
+        a list of lines is shown one per line.
+        """
+        lines = [message] if isinstance(message, str) else message
+        text = "\n".join(visible(line, limit=2000) for line in lines)
+        self.notify(text, title=title, severity=severity, timeout=timeout, markup=False)
 
     # ------------------------------------------------------------ loading
 
@@ -107,7 +116,21 @@ class ModelTuiApp(EditActions, ForwardActions, App[int]):
         import asyncio
 
         # thread workers run on daemon threads: quitting never waits for a long load, stats or save
-        asyncio.get_running_loop().set_default_executor(DaemonThreadExecutor())
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(DaemonThreadExecutor())
+        if not self.is_headless:
+            # SIGTERM (kill, timeout) and SIGHUP killed the process where it stood, leaving the terminal in the
+            # alternate screen with mouse tracking on (and SIGINT ended it with 0): leave through the app's own
+            # exit, which restores the terminal, with 128 + the signal's number
+            for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                try:
+                    loop.add_signal_handler(signum, self._terminated, signum)
+                except (NotImplementedError, RuntimeError, ValueError):  # no such signal here, or not the main thread
+                    pass
+
+    def _terminated(self, signum: int) -> None:
+        self.signalled = signum
+        self.exit(128 + signum)
 
     def on_main_screen_ready(self, message: MainScreen.Ready) -> None:
         self.main.show_loading(self.request.label)
@@ -277,7 +300,9 @@ def run_app(request: OpenRequest) -> int:
     finally:
         sys.setrecursionlimit(old_limit)
         threading.stack_size(old_stack)
-    if app.load_error:
+    if app.signalled:
+        sys.stderr.write("modeltui: interrupted\n" if app.signalled == signal.SIGINT else "modeltui: terminated\n")
+    elif app.load_error:
         sys.stderr.write(f"modeltui: error: {visible(app.load_error)}\n")
         code = 2
     elif app.return_code:  # an unhandled exception ended the app: never exit 0

@@ -5,11 +5,29 @@ from __future__ import annotations
 from functools import partial
 
 from textual.command import Hit, Hits, Provider
+from textual.content import Content
+from textual.fuzzy import Matcher
 
 from modeltui.format import visible
 from modeltui.ui.widgets import NodeRef
 
 MAX_HITS = 50
+
+
+def highlight(matcher: Matcher, text: str) -> Content:
+    """``text`` with the fuzzy match highlighted, as Content: never parsed as markup.
+
+    ``Matcher.highlight`` (and the palette, for a ``str`` prompt or help)
+    parses its argument as markup: a module named ``[/]`` ended the app with
+    a MarkupError and ``[bold red]x[/]`` showed a red ``x``.
+    """
+    content = Content(text)
+    score, offsets = matcher.fuzzy_search.match(matcher.query, text)
+    if score:
+        for offset in offsets:
+            if not text[offset].isspace():
+                content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content
 
 
 class GoToProvider(Provider):
@@ -43,9 +61,9 @@ class GoToProvider(Provider):
             score = matcher.match(label) or 0.1
             yield Hit(
                 score,
-                matcher.highlight(f"Go to {visible(label, limit=120)}"),
+                highlight(matcher, f"Go to {visible(label, limit=120)}"),
                 partial(self.app.goto, ref),
-                help=f"{ref.kind} {visible(extra or '', limit=60)}",
+                help=Content(f"{ref.kind} {visible(extra or '', limit=60)}"),  # Content: the palette parses a str
             )
             found += 1
             if found >= MAX_HITS:

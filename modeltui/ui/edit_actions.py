@@ -102,11 +102,16 @@ class EditActions:
                 lines.append(f"{n}: mean {fmt_value(b.mean)} → {fmt_value(a.mean)}, std {fmt_value(b.std)} → {fmt_value(a.std)}")
         if len(report.names) > 3:
             lines.append(f"… and {len(report.names) - 3} more tensors")
+        from modeltui.core.editing import not_saved_reason
+
+        lost = [n for n in report.names if not_saved_reason(self.session, n)]
+        if lost:
+            lines.append(f"not in the state_dict, so no save keeps: {', '.join(lost[:3])}" + ("…" if len(lost) > 3 else ""))
         skipped = getattr(report, "skipped", [])
         if skipped:
             lines.append(f"skipped {len(skipped)} weight(s) with too few dimensions: {', '.join(skipped[:3])}"
                          + ("…" if len(skipped) > 3 else ""))
-        self.say("\n".join(lines), title="Initialised", timeout=8)
+        self.say(lines, title="Initialised", timeout=8)
 
     def action_edit_values(self) -> None:
         if not self._need_session("edit_values"):
@@ -151,7 +156,7 @@ class EditActions:
         self.refresh_views()
         lines = [f"{len(report.loaded)} tensors loaded from {os.path.basename(report.path)}"] + report.lines()
         bad = report.missing or report.unexpected or report.mismatched
-        self.say("\n".join(lines[:6]), title="Weights", severity="warning" if bad else "information", timeout=12)
+        self.say(lines[:6], title="Weights", severity="warning" if bad else "information", timeout=12)
 
     def action_save(self) -> None:
         if self.opened is None:
@@ -171,7 +176,7 @@ class EditActions:
             self.session.mark_saved()
         self.refresh_views()
         notes = report.notes()
-        self.say("\n".join([report.summary()] + notes), title="Saved", timeout=10,
+        self.say([report.summary()] + notes, title="Saved", timeout=10,
                  severity="warning" if notes else "information")
 
     def action_device(self) -> None:

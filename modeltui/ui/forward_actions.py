@@ -50,8 +50,9 @@ class ForwardActions:
         run = ForwardRun(should_stop=lambda: worker.is_cancelled)
         self._forward_run = run
         result = run_forward(self.opened.model, specs, run=run)
-        if worker.is_cancelled and result.error != "cancelled":
-            return  # a newer run replaced this one: its result is not wanted
+        if run is not self._forward_run or (worker.is_cancelled and result.error != "cancelled"):
+            # a newer run replaced this one (a stuck run ending late, even as "cancelled"): its result is not wanted
+            return
         self.opened.refresh()  # lazy modules may have materialised; a big model takes a while
         stats, grids = [], []
         for out in result.outputs[:4]:

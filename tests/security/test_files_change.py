@@ -192,3 +192,30 @@ def test_a_save_from_a_file_rewritten_in_place_is_refused(tmp_path, name):
     with pytest.raises(FileChangedError, match=f"{name}: the file changed on disk"):
         save_opened(o, str(out))
     assert out.read_bytes() == b"keep me"
+
+
+async def test_the_app_says_the_file_changed_and_shows_no_stale_values(tmp_path, settle):
+    """After a change the values pane said so, but kept the previous tensor's values under the new one's title."""
+    from textual.widgets import DataTable, Static
+
+    from modeltui.ui.app import ModelTuiApp
+    from modeltui.ui.widgets import ModuleTree, NodeRef
+
+    path = str(tmp_path / "last.pt")
+    write(path)
+    app = ModelTuiApp(path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        tree = app.query_one(ModuleTree)
+        tree.reveal(NodeRef("tensor", "a"))
+        await settle(pilot)
+        values = app.query_one("#values", DataTable)
+        assert values.row_count > 0
+        os.utime(path, ns=(1, 1))  # rewritten in place (only the time differs: no mapped page can fault)
+        tree.reveal(NodeRef("tensor", "b"))
+        await settle(pilot)
+        assert app.is_running and app.selected == "b"
+        error = str(app.query_one("#slice-error", Static).render())
+        assert "last.pt: the file changed on disk" in error and "reopen" in error
+        assert "changed on disk" in str(app.query_one("#stats", Static).render())
+        assert values.row_count == 0  # not a's values under b's title

@@ -147,3 +147,16 @@ def test_user_class_names_and_exception_messages_are_escaped(tmp_path, monkeypat
     _, err = capsys.readouterr()
     _no_raw_controls(err)
     assert err.count("\n") == 1 and "boom\\x1b]2;PWN\\x07\\nmodeltui: error: forged" in err
+
+
+def test_a_long_hostile_name_does_not_squeeze_the_columns_out(tmp_path, capsys):
+    """One 200-character name used to take the table's width: shape, dtype and params vanished from every row."""
+    path = tmp_path / "long.safetensors"
+    _write_safetensors(path, ["x\x1b[2J" * 60, "short"], {})
+    assert main([str(path), "--summary"]) == 0
+    out, _ = capsys.readouterr()
+    _no_raw_controls(out)
+    assert "shape" in out.splitlines()[2] and "params" in out.splitlines()[2]
+    rows = [line for line in out.splitlines()[3:] if " tensor " in line]
+    assert len(rows) == 2 and all("[1]" in r and "float32" in r for r in rows), rows
+    assert all(len(line) <= 140 for line in out.splitlines())

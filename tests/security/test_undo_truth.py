@@ -223,3 +223,15 @@ def test_rank_message_and_registry_defaults(model_hash):
     with pytest.raises(InitError, match="try the 'weights' filter"):
         initialise(s, "kaiming_normal_", module="0")
     assert model_hash(s.model) == before and not s.undo_stack
+
+
+def test_initialiser_leaving_tensors_without_values_is_recorded_and_undone():
+    """The report's moments used to raise on meta tensors after the edit was applied: the app said
+    'failed' while the model had changed (and was marked unsaved)."""
+    s = net_session()
+    old = snapshot(s.model)
+    report = initialise_custom(s, "bad_inits:to_meta")
+    assert s.model[0].weight.is_meta and s.dirty and len(s.undo_stack) == 1
+    assert "0.weight" in report.names and report.after["0.weight"].mean != report.after["0.weight"].mean  # NaN
+    s.undo()
+    assert same(snapshot(s.model), old) and not s.dirty

@@ -259,6 +259,10 @@ class Container:
         """
         import torch
 
+        if isinstance(self.obj, torch.Tensor):  # a file holding one tensor, listed as "tensor"
+            if set(sd) != {"tensor"}:
+                raise ValueError("a file that holds one tensor cannot hold other names: save as .safetensors")
+            return sd["tensor"]
         by_chain = {chain: name for name, chain in self.names.items()}
 
         def rebuilt(mapping: Any, sd: Mapping[str, Any]) -> Any:

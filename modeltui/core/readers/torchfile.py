@@ -265,9 +265,11 @@ def result_from_object(obj: Any, path: str, label: str, warnings: list[str], *, 
 
 
 def _needs_container(obj: Any, found: FoundWeights, torch) -> bool:
-    """False for a plain flat state_dict (string keys, only tensors) and a bare tensor."""
-    if isinstance(obj, torch.Tensor):
-        return False
+    """False for a plain flat state_dict (string keys, only tensors).
+
+    A bare tensor (the book's ``torch.save(x, 'x-file')``) gets one, so a
+    save to a torch file writes a tensor again, not ``{"tensor": x}``.
+    """
     if isinstance(obj, Mapping) and not found.key:
         return not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
     return True

@@ -39,7 +39,7 @@ def job_error(e: BaseException) -> str:
     from modeltui.core.errors import ModelTuiError
 
     text = str(e) if isinstance(e, ModelTuiError) else f"{type(e).__name__}: {e}"
-    return visible(text, newlines=True, limit=600)
+    return visible(text, limit=600)
 
 
 class DialogBody(VerticalScroll, can_focus=False):
@@ -69,8 +69,14 @@ class Dialog(ModalScreen[Optional[R]]):
         yield from ()
 
     def show_error(self, message: str) -> None:
-        self.query_one("#error", Static).update(Text(f"✗ {visible(message, newlines=True)}", style="bold red"))
+        self.query_one("#error", Static).update(Text(f"✗ {visible(message)}", style="bold red"))
         self.query_one("#ok", Button).disabled = False
+        # disabling OK while the job ran moved the focus on to Cancel: give it back to
+        # the first text box, so the correction is typed there and Enter does not cancel
+        if self.focused is None or isinstance(self.focused, Button):
+            box = next(iter(self.query(Input)), None)
+            if box is not None:
+                box.focus()
 
     def show_note(self, message: str) -> None:
         self.query_one("#error", Static).update(Text(message, style="dim"))

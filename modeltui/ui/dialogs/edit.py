@@ -24,7 +24,7 @@ class EditDialog(Dialog[str]):
         return f"Edit values of {visible(self.tensor_name, limit=120)}"
 
     def body(self) -> ComposeResult:
-        yield Label(Text("[slice] op value   e.g.  [0, 0] = 42   [:] += 1   *= 0.5   [1] = 0   [..., -1] = nan"))
+        yield Label(Text("[slice] op value, e.g. [0, 0] = 42   [:] += 1   *= 0.5   [..., -1] = nan"))
         yield Input(placeholder="[0, 0] = 42", id="expr", compact=True)
         from modeltui.core.editing import not_saved_reason
 

@@ -9,10 +9,11 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Checkbox, Input, Label, Select
+from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from modeltui.core.errors import ModelTuiError
 from modeltui.core.initializers import REGISTRY
+from modeltui.format import visible
 from modeltui.ui.dialogs.base import Dialog
 
 if TYPE_CHECKING:
@@ -69,7 +70,8 @@ class InitDialog(Dialog["InitReport"]):
         self._prefill = self.memory.get("args", {}).get(self.memory.get("init", "normal_"), "")
 
     def title_text(self) -> str:
-        return f"Initialise {'tensor ' + self.tensor if self.tensor else 'module ' + (self.module or '(root)') + ' and its subtree'}"
+        what = f"tensor {self.tensor}" if self.tensor else f"module {self.module or '(root)'} and its subtree"
+        return visible(f"Initialise {what}", limit=200)
 
     def body(self) -> ComposeResult:
         mem = self.memory
@@ -97,8 +99,14 @@ class InitDialog(Dialog["InitReport"]):
                 yield Input(str(new_seed()), id="seed", type="integer", compact=True)
             with Vertical():
                 yield Label(" ")
-                yield Checkbox("include constants", value=bool(mem.get("constants")), id="constants",
+                yield Checkbox("include constants (never saved)", value=bool(mem.get("constants")), id="constants",
                                disabled=self.tensor is not None, compact=True)
+        if self.tensor is not None:
+            from modeltui.core.editing import not_saved_reason
+
+            note = not_saved_reason(self.session, self.tensor)
+            if note:
+                yield Static(Text(note + "; the model uses the new values until you quit", style="bold yellow"), id="not-saved")
 
     def on_mount(self) -> None:
         self._describe_args(str(self.query_one("#init", Select).value))

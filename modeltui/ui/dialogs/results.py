@@ -13,6 +13,7 @@ from modeltui.core.tensors import dtype_name
 from modeltui.format import fmt_shape, visible
 
 CELL = 10  # characters per value column
+DIALOG_WIDTH = 84  # the width of a .dialog in app.tcss: the grid is laid out for it, not for the screen
 
 
 def grid_lines(grid, width: int, max_rows: int = 8) -> Text:
@@ -50,7 +51,8 @@ class ForwardResultScreen(ModalScreen[None]):
         from modeltui.core.preview import fmt_value
 
         r = self.result
-        width = min(self.app.size.width - 8, 120) if self.app is not None else 80
+        # border, padding and a scrollbar take 6 columns of the dialog
+        width = min(self.app.size.width, DIALOG_WIDTH) - 8 if self.app is not None else 72
         t = Text()
         t.append("Forward pass ", style="bold")
         t.append("inputs " + visible("; ".join(str(s) for s in r.inputs), limit=200), style="dim")

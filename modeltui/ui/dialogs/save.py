@@ -47,7 +47,8 @@ class SaveDialog(Dialog["SaveReport"]):
 
     def body(self) -> ComposeResult:
         yield Label("path (.safetensors, or .pt / .pth / .bin / .ckpt for torch.save)")
-        yield Input(self.path, id="path", compact=True)
+        # a box shows its text raw: a path holding control characters is shown escaped, and kept if left as shown
+        yield Input(visible(self.path), id="path", compact=True)
         yield Static(Text(container_note(self.opened, self.path), style="bold yellow"), id="container-note")
         yield Static(Text("Written to a temp file, read back and checked, then moved into place; "
                           "tied tensors are stored once.", style="dim"))
@@ -59,7 +60,8 @@ class SaveDialog(Dialog["SaveReport"]):
     def submit(self) -> None:
         from modeltui.core.save_checks import SaveError, save_conflict
 
-        path = os.path.expanduser(self.query_one("#path", Input).value.strip())
+        typed = self.query_one("#path", Input).value.strip()
+        path = self.path if typed == visible(self.path).strip() else os.path.expanduser(typed)
         if not path:
             self.show_error("give a path to save to, e.g. model.safetensors")
             return
@@ -76,7 +78,7 @@ class SaveDialog(Dialog["SaveReport"]):
             if yes:
                 self._start(path)
 
-        self.app.push_screen(Confirm(visible(question, newlines=True), "Write", "Keep it"), answer)
+        self.app.push_screen(Confirm(visible(question), "Write", "Keep it"), answer)
 
     def _start(self, path: str) -> None:
         from modeltui.core.saving import save_opened

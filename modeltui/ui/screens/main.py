@@ -77,7 +77,7 @@ class MainScreen(Screen):
     def show_failure(self, target: str, error: str) -> None:
         self.header.show_failed(target)
         msg = self.query_one("#message", Static)
-        msg.update(Text.assemble(("Could not open the target\n\n", "bold"), visible(error, newlines=True), ("\n\npress q to quit", "dim")))
+        msg.update(Text.assemble(("Could not open the target\n\n", "bold"), visible(error), ("\n\npress q to quit", "dim")))
         msg.add_class("visible")
 
     def show_model(self, opened: Opened, dirty: bool = False, outputs: dict | None = None) -> None:
@@ -116,9 +116,15 @@ class MainScreen(Screen):
         return (ref.name, None) if ref.kind == "module" else (None, ref.name)
 
     def selected_tensor(self) -> str | None:
-        """The tensor under the cursor, else the tensor shown in the panel."""
-        _, tensor = self.selection()
-        return tensor or self.tensor_panel.tensor
+        """The tensor under the cursor, else the one the panel shows of the module under the cursor (picked in its table)."""
+        module, tensor = self.selection()
+        if tensor is not None:
+            return tensor
+        shown = self.tensor_panel.tensor
+        info = self.opened.info if self.opened is not None else None
+        if shown is not None and info is not None and shown in info.tensors and info.tensors[shown].module == module:
+            return shown
+        return None
 
     @on(Tree.NodeHighlighted)
     def _highlighted(self, event: Tree.NodeHighlighted) -> None:
@@ -167,7 +173,7 @@ class MainScreen(Screen):
 
     @on(SearchBar.NoMatch)
     def _no_match(self, event: SearchBar.NoMatch) -> None:
-        self.app.notify(f"no module or tensor matches '{event.query}'", severity="warning", markup=False)
+        self.app.notify(f"no module or tensor matches '{visible(event.query, limit=200)}'", severity="warning", markup=False)
 
     @on(TensorPanel.NonFinite)
     def _non_finite(self, event: TensorPanel.NonFinite) -> None:

@@ -23,6 +23,13 @@ def short_target(target: str, limit: int = MAX_TARGET) -> str:
 class HeaderBar(Static):
     """Target, totals, bytes, devices, dtypes and the unsaved-changes mark (first, so it is never cut)."""
 
+    def update(self, content="", *, layout: bool = True) -> None:
+        super().update(content, layout=layout)
+        # The height is auto (one or two lines): a change made before the first
+        # layout settled was measured once and kept (the devices and dtypes cut
+        # at 80 columns); measure again after the next refresh.
+        self.call_after_refresh(self.refresh, layout=True)
+
     def show_loading(self, target: str) -> None:
         self.update(Text.assemble(("modeltui ", "bold"), (short_target(target), "bold cyan"), ("  opening…", "dim")))
 

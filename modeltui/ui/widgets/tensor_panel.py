@@ -127,6 +127,7 @@ class TensorPanel(Vertical):
         self._typed_request = -1  # the values request of a slice typed into the box
         self._grid: ValueGrid | None = None
         self._grid_text = ""
+        self._grid_of: tuple[str, bool] | None = None  # (tensor, grad) the grid shows
 
     def compose(self):
         yield Static(id="tensor-title")
@@ -295,7 +296,7 @@ class TensorPanel(Vertical):
         if message.request != self._values_request:
             return
         self._slice_error("")
-        self._grid, self._grid_text = message.grid, message.text
+        self._grid, self._grid_text, self._grid_of = message.grid, message.text, (message.name, message.grad)
         self._render_values()
         if message.request == self._typed_request:
             self.post_message(self.SliceChosen())
@@ -304,6 +305,8 @@ class TensorPanel(Vertical):
         message.stop()
         if message.request != self._values_request:
             return
+        if self._grid_of != (message.name, self.show_grad):  # never leave another tensor's values under this one's title
+            self._clear_values("")
         self._slice_error(message.error)
 
     def _slice_error(self, error: str) -> None:
@@ -334,7 +337,7 @@ class TensorPanel(Vertical):
         self._render_values()
 
     def _clear_values(self, note: str) -> None:
-        self._grid = None
+        self._grid = self._grid_of = None
         self.query_one("#values-note", Static).update(note)
         self.query_one("#values", DataTable).clear(columns=True)
 

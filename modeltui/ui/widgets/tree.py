@@ -258,6 +258,19 @@ class ModuleTree(Tree[NodeRef]):
             elif ref.kind == "tensor" and ref.name in info.tensors:
                 node.set_label(tensor_label(info.tensors[ref.name], self.bad))
 
+    def render_label(self, node: TreeNode[NodeRef], base_style, style) -> Text:
+        """The label, cut with "…" where the pane ends: a cut output shape never reads as a whole one."""
+        text = super().render_label(node, base_style, style)
+        width = self.scrollable_content_region.width
+        if width > 0:
+            depth, up = 0, node.parent
+            while up is not None:
+                depth, up = depth + 1, up.parent
+            room = width - depth * self.guide_depth
+            if 0 < room < text.cell_len:
+                text.truncate(room, overflow="ellipsis")
+        return text
+
     def cursor_ref(self) -> NodeRef | None:
         """What the cursor is on now (a module or a tensor), whatever the panels show."""
         node = self.cursor_node
