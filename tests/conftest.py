@@ -54,6 +54,16 @@ class PilotHelpers:
             await app.workers.wait_for_complete()
         await pilot.pause()
 
+    @staticmethod
+    async def wait_until(pilot, cond, seconds: float = 20.0) -> bool:
+        """Pause until ``cond()`` holds (at most ``seconds``), for a worker that settle cannot wait for (a stuck one)."""
+        import time
+
+        deadline = time.monotonic() + seconds
+        while not cond() and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        return cond()
+
     async def select(self, pilot, ref) -> None:
         """Reveal and select ``ref`` (a NodeRef) in the tree."""
         from modeltui.ui.widgets import ModuleTree
@@ -139,6 +149,12 @@ def ui():
 def settle():
     """``await settle(pilot)``: the one way Pilot tests wait for workers."""
     return PilotHelpers.settle
+
+
+@pytest.fixture
+def wait_until():
+    """``await wait_until(pilot, cond)``: pause until ``cond()`` holds, when a stuck worker keeps settle from returning."""
+    return PilotHelpers.wait_until
 
 
 @pytest.fixture

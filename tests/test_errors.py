@@ -58,6 +58,19 @@ def test_unknown_device():
         open_target("sample_models.book:make_param_net", device="gpu0")
 
 
+def test_the_tui_checks_a_device_name_as_the_core_does():
+    """run_app refuses a name torch cannot parse before starting the app, with the core's own check and message."""
+    from modeltui.core.devices import resolve_device
+    from modeltui.core.request import OpenRequest
+    from modeltui.ui.app import run_app
+
+    for bad in ("cuda:01", "cuda:-1", "CUDA", "cuda1"):  # cuda:01 passed the TUI's old regex, and failed on open
+        with pytest.raises(TargetError, match=f"unknown device '{bad}'"):
+            resolve_device(bad)
+        with pytest.raises(TargetError, match=f"unknown device '{bad}'"):
+            run_app(OpenRequest.make("sample_models.book:make_param_net", device=bad))
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
 def test_missing_cuda_device():
     with pytest.raises(TargetError, match="no CUDA GPU"):
@@ -77,7 +90,7 @@ def test_corrupt_and_truncated_files(tmp_path, ckpts):
     data = open(ckpts["state_dict.pt"], "rb").read()
     trunc = tmp_path / "trunc.pt"
     trunc.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"trunc\.pt: corrupt or truncated zip archive"):
         open_target(str(trunc))
     st = open(ckpts["model.safetensors"], "rb").read()
     tst = tmp_path / "trunc.safetensors"

@@ -19,26 +19,20 @@ def fixed(target, *shapes, seed=0):
     return open_target(target, input_specs=[parse_input_spec(s) for s in shapes])
 
 
-async def _wait(pilot):
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-def test_chimera_screen(snap_compare):
+def test_chimera_screen(snap_compare, settle):
     opened = fixed("sample_models.book:make_chimera", "2,20")
 
     async def run_before(pilot):
-        await _wait(pilot)
+        await settle(pilot)
         pilot.app.query_one(ModuleTree).reveal(NodeRef("tensor", "2.rand_weight"))
-        await _wait(pilot)
+        await settle(pilot)
         pilot.app.clear_notifications()
         await pilot.pause()
 
     assert snap_compare(ModelTuiApp("chimera", opened=opened), terminal_size=(120, 36), run_before=run_before)
 
 
-def test_state_dict_checkpoint_screen(snap_compare, tmp_path):
+def test_state_dict_checkpoint_screen(snap_compare, settle, tmp_path):
     from sample_models.checkpoints import model_for_checkpoints
 
     torch.save(model_for_checkpoints().state_dict(), tmp_path / "tiny.pt")
@@ -46,29 +40,29 @@ def test_state_dict_checkpoint_screen(snap_compare, tmp_path):
     opened.info.label = "tiny.pt"
 
     async def run_before(pilot):
-        await _wait(pilot)
+        await settle(pilot)
         pilot.app.query_one(ModuleTree).reveal(NodeRef("tensor", "blocks.0.mlp.0.weight"))
-        await _wait(pilot)
+        await settle(pilot)
 
     assert snap_compare(ModelTuiApp("tiny.pt", opened=opened), terminal_size=(120, 36), run_before=run_before)
 
 
-def test_tied_language_model_screen(snap_compare):
+def test_tied_language_model_screen(snap_compare, settle):
     opened = fixed("sample_models.zoo:TinyGPT", "2,16")
 
     async def run_before(pilot):
-        await _wait(pilot)
+        await settle(pilot)
         pilot.app.query_one(ModuleTree).reveal(NodeRef("tensor", "lm_head.weight"))
-        await _wait(pilot)
+        await settle(pilot)
 
     assert snap_compare(ModelTuiApp("TinyGPT", opened=opened), terminal_size=(120, 36), run_before=run_before)
 
 
-def test_demo_at_80x24(snap_compare):
+def test_demo_at_80x24(snap_compare, settle):
     opened = fixed("modeltui.demo:DemoNet", "2,12")
 
     async def run_before(pilot):
-        await _wait(pilot)
+        await settle(pilot)
         pilot.app.clear_notifications()
         await pilot.pause()
 

@@ -21,26 +21,19 @@ def tiny_gpt():
     return ModelTuiApp("TinyGPT", opened=opened)
 
 
-async def _wait(pilot):
-    for _ in range(3):
-        await pilot.pause()
-        await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-def scenario(select, *keys, then=None):
+def scenario(settle, select, *keys, then=None):
     async def run_before(pilot):
-        await _wait(pilot)
+        await settle(pilot)
         pilot.app.clear_notifications()
         if select is not None:
             pilot.app.query_one(ModuleTree).reveal(NodeRef(*select))
-            await _wait(pilot)
+            await settle(pilot)
         for k in keys:
             await pilot.press(k)
-            await _wait(pilot)
+            await settle(pilot)
         if then is not None:
             await then(pilot)
-            await _wait(pilot)
+            await settle(pilot)
         pilot.app.clear_notifications()
         _steady_cursors(pilot.app)
         await pilot.pause()
@@ -96,53 +89,53 @@ def deterministic(monkeypatch):
     ("help", None, ("question_mark",), None),
     ("forward_result", None, ("f", "enter"), None),
 ], ids=lambda v: v if isinstance(v, str) else "")
-def test_dialog_fits_80x24(snap_compare, name, select, keys, then):
-    assert snap_compare(tiny_gpt(), terminal_size=SIZE, run_before=scenario(select, *keys, then=then))
+def test_dialog_fits_80x24(snap_compare, settle, name, select, keys, then):
+    assert snap_compare(tiny_gpt(), terminal_size=SIZE, run_before=scenario(settle, select, *keys, then=then))
 
 
-async def _quit_after_edit(pilot):
+async def _quit_after_edit(pilot, settle):
     from modeltui.core.editing import edit_values
 
-    await _wait(pilot)
+    await settle(pilot)
     edit_values(pilot.app.session, "pos.weight", "[0, 0] = 1")
     pilot.app.refresh_views()
     await pilot.press("q")
-    await _wait(pilot)
+    await settle(pilot)
     pilot.app.clear_notifications()
     await pilot.pause()
 
 
-def test_quit_confirm_fits_80x24(snap_compare):
-    assert snap_compare(tiny_gpt(), terminal_size=SIZE, run_before=_quit_after_edit)
+def test_quit_confirm_fits_80x24(snap_compare, settle):
+    assert snap_compare(tiny_gpt(), terminal_size=SIZE, run_before=lambda pilot: _quit_after_edit(pilot, settle))
 
 
-async def _run_with_loss(pilot, loss="ce"):
+async def _run_with_loss(pilot, settle, loss="ce"):
     pilot.app.action_forward()
-    await _wait(pilot)
+    await settle(pilot)
     pilot.app.screen.query_one("#loss").value = loss
     await pilot.pause()
     pilot.app.screen.query_one("#ok").press()
-    await _wait(pilot)
+    await settle(pilot)
     await pilot.press("escape")  # the result
-    await _wait(pilot)
+    await settle(pilot)
 
 
-async def _before_and_after_xavier(pilot):
+async def _before_and_after_xavier(pilot, settle):
     from modeltui.core.editing import initialise
 
-    await _wait(pilot)
-    await _run_with_loss(pilot)
+    await settle(pilot)
+    await _run_with_loss(pilot, settle)
     initialise(pilot.app.session, "xavier_uniform_", {}, which="weights", seed=0)
     pilot.app.refresh_views()
-    await _run_with_loss(pilot)
+    await _run_with_loss(pilot, settle)
     await pilot.press("l")
-    await _wait(pilot)
+    await settle(pilot)
     await pilot.press("p")  # the run before xavier, side by side
-    await _wait(pilot)
+    await settle(pilot)
     pilot.app.clear_notifications()
     await pilot.pause()
 
 
-def test_layers_view_and_plot_fit_80x24(snap_compare):
+def test_layers_view_and_plot_fit_80x24(snap_compare, settle):
     """The layers view of TinyGPT before / after xavier: the plot (std and grad norm, both runs) and the table."""
-    assert snap_compare(tiny_gpt(), terminal_size=SIZE, run_before=_before_and_after_xavier)
+    assert snap_compare(tiny_gpt(), terminal_size=SIZE, run_before=lambda pilot: _before_and_after_xavier(pilot, settle))

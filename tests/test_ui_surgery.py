@@ -3,7 +3,7 @@
 import os
 
 import torch
-from textual.widgets import Button, Input, Select
+from textual.widgets import Button, Input, ProgressBar, Select
 
 from modeltui.core import open_target
 from modeltui.core.tensors import same_bits
@@ -169,6 +169,63 @@ async def test_device_dialog_cast_and_missing_device(ui):
         await ui.settle(pilot)
         assert ui.model_hash(app.opened.model) == h and "bfloat16" not in ui.header(app)
 
+
+
+async def test_device_dialog_move_progress_cancel_and_partial_failure(ui, monkeypatch):
+    """The move's progress bar, escape cancelling it, and a move that worked before its cast failed (CPU: the move is faked)."""
+    import threading
+    import time
+
+    import modeltui.core.surgery as surgery
+    from modeltui.core.errors import Cancelled
+    from modeltui.core.session import EditError
+
+    entered = threading.Event()
+
+    def fake_move(session, device, *, progress=None, should_stop=None):
+        for i in range(100):
+            progress(i + 1, 100)
+        if device == "cuda:1":  # waits to be cancelled
+            entered.set()
+            deadline = time.time() + 20
+            while not should_stop() and time.time() < deadline:
+                time.sleep(0.01)
+            raise Cancelled()
+        return f"moved to {device}"
+
+    def fake_cast(session, dtype, keep=()):
+        raise EditError(f"cannot cast to {dtype} here")
+
+    monkeypatch.setattr(surgery, "move", fake_move)
+    monkeypatch.setattr(surgery, "cast", fake_cast)
+    app = ModelTuiApp("sample_models.zoo:TinyGPT")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ui.settle(pilot)
+        await pilot.press("d")
+        await ui.settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, DeviceDialog)
+        dialog.query_one("#device-text", Input).value = "cuda:0"
+        dialog.query_one("#dtype", Select).value = "float16"
+        dialog.query_one("#ok", Button).press()
+        await ui.settle(pilot)
+        assert app.screen is dialog and ui.error_text(dialog) == "✗ moved to cuda:0, but: cannot cast to float16 here"
+        assert dialog.query_one("#progress", ProgressBar).progress == 100
+        assert not dialog.query_one("#ok", Button).disabled  # a correction can be tried
+        dialog.query_one("#device-text", Input).value = "cuda:1"
+        dialog.query_one("#dtype", Select).value = "keep"
+        dialog.query_one("#ok", Button).press()
+        for _ in range(200):
+            await pilot.pause(0.01)
+            if entered.is_set():
+                break
+        assert entered.is_set() and dialog.query_one("#ok", Button).disabled
+        await pilot.press("escape")  # cancels the move, keeps the dialog
+        await ui.settle(pilot)
+        assert app.screen is dialog and ui.error_text(dialog) == "✗ move cancelled: the model stays where it was"
+        await pilot.press("escape")
+        await ui.settle(pilot)
+        assert not isinstance(app.screen, DeviceDialog)
 
 async def test_save_converts_a_bare_checkpoint(tmp_path, ckpts, ui):
     import shutil

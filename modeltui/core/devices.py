@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from modeltui.core.errors import TargetError
+from modeltui.format import visible
+
+# torch's device-string grammar: a type, then an optional index without leading zeros
+_DEVICE_NAME = re.compile(r"[a-z_]+(:(0|[1-9][0-9]*))?")
 
 
 @dataclass(slots=True)
@@ -15,14 +20,28 @@ class DeviceInfo:
     total_bytes: int | None = None
 
 
+def _unknown(spec: str) -> TargetError:
+    return TargetError(f"unknown device '{visible(spec)}' (expected cpu, cuda, cuda:N, mps or meta)")
+
+
+def check_device_name(spec: str) -> None:
+    """Raise a clear TargetError for a device name torch cannot parse (no torch import: the CLI checks it first).
+
+    Whether the device exists here is for :func:`resolve_device`, which applies this same check.
+    """
+    if not _DEVICE_NAME.fullmatch(spec):
+        raise _unknown(spec)
+
+
 def resolve_device(spec: str):
     """Return a ``torch.device`` for ``spec``, or raise a clear TargetError."""
+    check_device_name(spec)
     import torch
 
     try:
         dev = torch.device(spec)
     except (RuntimeError, ValueError):
-        raise TargetError(f"unknown device '{spec}' (expected cpu, cuda, cuda:N, mps or meta)") from None
+        raise _unknown(spec) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise TargetError(f"device '{spec}' is not available: torch sees no CUDA GPU here")

@@ -143,7 +143,7 @@ class Selection:
     """Which tensors an initialiser touches."""
 
     names: list[str]  # tensor names chosen
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # left out by the initialiser's own needs (see editing.initialise)
 
 
 def select_tensors(info, *, module: str | None = None, tensor: str | None = None, which: str = "all",
@@ -164,7 +164,7 @@ def select_tensors(info, *, module: str | None = None, tensor: str | None = None
     if prefix not in info.modules:
         raise InitError(f"no module named '{prefix}'")
     kinds = {"parameter", "tensor"} | ({"constant"} if include_constants else set())  # "tensor": a checkpoint entry
-    names, skipped = [], []
+    names = []
     for name, t in info.tensors.items():
         if prefix and not (t.module == prefix or t.module.startswith(prefix + ".")):
             continue
@@ -178,7 +178,7 @@ def select_tensors(info, *, module: str | None = None, tensor: str | None = None
         if module_class and info.modules[t.module].type != module_class:
             continue
         names.append(name)
-    return Selection(names, skipped)
+    return Selection(names)
 
 
 def load_custom(path: str) -> Callable:

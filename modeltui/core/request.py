@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 from modeltui.core.errors import TargetError
 from modeltui.core.inputs import InputSpec
@@ -15,10 +16,14 @@ from modeltui.core.inputs import InputSpec
 DEMO_IMPORT = "modeltui.demo:DemoNet"
 DEMO_LABEL = "demo"
 
-CHECKPOINT, IMPORT, DEMO = "checkpoint", "import", "demo"
+#: what a TARGET is; ``""``: not classified yet (the app classifies it in its load worker, to show a bad one in the app)
+TargetKind = Literal["checkpoint", "import", "demo", ""]
+CHECKPOINT: TargetKind = "checkpoint"
+IMPORT: TargetKind = "import"
+DEMO: TargetKind = "demo"
 
 
-def classify_target(target: str) -> str:
+def classify_target(target: str) -> TargetKind:
     """``"checkpoint"`` or ``"import"``; raises :class:`TargetError` for something that is neither."""
     if os.path.exists(target):
         return CHECKPOINT
@@ -44,7 +49,7 @@ class OpenRequest:
     """
 
     target: str | None  # as the user gave it; None: the bundled demo
-    kind: str  # CHECKPOINT | IMPORT | DEMO
+    kind: TargetKind
     weights: str | None = None
     device: str | None = None
     input_specs: tuple[InputSpec, ...] = ()

@@ -231,7 +231,7 @@ def default_save_path(opened, target: str | None, weights: str | None) -> str:
         return weights
     if weights and os.path.isdir(weights):
         return _beside(weights)
-    if target and os.path.exists(target) and is_bare(opened):
+    if target and is_bare(opened):  # a checkpoint without an architecture: the target is its path
         if os.path.isfile(target):
             stem, ext = os.path.splitext(target)
             return target if ext == ".safetensors" else stem + ".safetensors"

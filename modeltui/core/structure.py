@@ -8,7 +8,7 @@ Plain data only, no torch at import time: a checkpoint header becomes a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 # bytes per element, by torch dtype name (without "torch.")
 ITEMSIZE: dict[str, float] = {
@@ -21,6 +21,12 @@ ITEMSIZE: dict[str, float] = {
 }
 
 
+#: what a tensor is to its module: an ``nn.Parameter``, a registered buffer, a plain
+#: tensor attribute (not in the state_dict), or an entry of a checkpoint without an architecture
+TensorKind = Literal["parameter", "buffer", "constant", "tensor"]
+#: a live ``nn.Module``, or a checkpoint's keys without an architecture
+ModelKind = Literal["module", "state_dict"]
+
 # ``--json`` lists at most this many other names of a tied tensor; ``tied_count`` has them all
 TIED_JSON_MAX = 16
 
@@ -32,7 +38,7 @@ class TensorInfo:
     name: str  # full dotted name, e.g. "encoder.0.weight"
     module: str  # path of the owning module ("" for the root)
     attr: str  # name inside its module, e.g. "weight"
-    kind: str  # parameter | buffer | constant | tensor
+    kind: TensorKind
     shape: tuple[int, ...] | None  # None: an uninitialised lazy parameter
     dtype: str
     device: str = "cpu"
@@ -118,7 +124,7 @@ class ModelInfo:
     """Everything the screen and ``--json`` show about an opened model or checkpoint."""
 
     label: str
-    kind: str  # "module" | "state_dict"
+    kind: ModelKind
     modules: dict[str, ModuleInfo]
     tensors: dict[str, TensorInfo]
     tied_groups: list[list[str]] = field(default_factory=list)

@@ -11,7 +11,7 @@ import importlib.util
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modeltui.core.errors import ModelTuiError, TargetError
 from modeltui.core.forward import model_device
@@ -20,6 +20,13 @@ from modeltui.core.readers.torchfile import ensure_cwd_importable
 from modeltui.core.request import DEMO_IMPORT, OpenRequest, classify_target
 from modeltui.core.structure import ModelInfo
 from modeltui.core.weights import WeightsReport, load_weights
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from modeltui.core.forward import ForwardResult
+    from modeltui.core.readers.base import TensorSource
+    from modeltui.core.readers.containers import Container
 
 __all__ = ["DEMO_TARGET", "OpenRequest", "Opened", "WeightsReport", "classify_target", "import_object", "build_module",
            "load_weights", "open_module", "open_request", "open_target"]
@@ -32,16 +39,16 @@ class Opened:
     """An opened target: its description plus what gives its values."""
 
     info: ModelInfo
-    model: Any = None  # nn.Module, or None for a bare checkpoint
-    source: Any = None  # TensorSource for a checkpoint
+    model: nn.Module | None = None  # None for a checkpoint without an architecture
+    source: TensorSource | None = None  # gives a checkpoint's values
     tensors: dict[str, Any] = field(default_factory=dict)  # name -> tensor for a module
     weights: WeightsReport | None = None
     device: str = "cpu"
     # a training checkpoint's whole object (epoch, optimizer state...), kept for saving back
-    container: Any = None  # modeltui.core.container.Container | None
+    container: Container | None = None
     path: str | None = None  # absolute path of the checkpoint file or folder (None for an import path)
     # the forward pass run at start with -i (per-module output shapes for the tree), or None
-    forward: Any = None  # modeltui.core.forward.ForwardResult | None
+    forward: ForwardResult | None = None
     # an architecture's key surgery: state_dict name -> the name a save writes (None: not saved); see core.keys
     keys: dict[str, str | None] = field(default_factory=dict)
 

@@ -9,11 +9,10 @@ messages (``ui/messages.py``).
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -33,6 +32,11 @@ from modeltui.ui.messages import TargetFailed, TargetLoaded
 from modeltui.ui.screens import HelpScreen, MainScreen
 from modeltui.ui.widgets import NodeRef
 
+if TYPE_CHECKING:
+    from modeltui.core.session import Session
+    from modeltui.core.targets import Opened
+
+
 class ModelTuiApp(EditActions, KeyActions, ForwardActions, App[int]):
     """Browse and edit a PyTorch model or checkpoint."""
 
@@ -49,7 +53,7 @@ class ModelTuiApp(EditActions, KeyActions, ForwardActions, App[int]):
         device: str | None = None,
         input_specs=(),
         trust: bool = False,
-        opened: Any = None,
+        opened: Opened | None = None,
         request: OpenRequest | None = None,
     ) -> None:
         super().__init__()
@@ -60,9 +64,9 @@ class ModelTuiApp(EditActions, KeyActions, ForwardActions, App[int]):
         self.weights = request.weights
         self.trust = request.trust
         self.input_specs = list(request.input_specs)  # the forward dialog's last inputs
-        self.opened = opened  # a core.Opened, given directly in tests
+        self.opened: Opened | None = opened  # given directly in tests
         self.load_error: str | None = None
-        self.session = None  # core.Session once the target can be edited
+        self.session: Session | None = None  # once the target can be edited
         self.forward_records: dict = {}
         self.init_memory: dict = {}  # the init dialog's last choices
         self._pending: str | None = None  # the action to run once a bare checkpoint is editable
@@ -284,12 +288,13 @@ class ModelTuiApp(EditActions, KeyActions, ForwardActions, App[int]):
 
 def run_app(request: OpenRequest) -> int:
     """Check what is cheap to check, then run the app on ``request``; returns the exit code."""
+    from modeltui.core.devices import check_device_name
     from modeltui.core.errors import TargetError
 
     if request.weights is not None and not os.path.exists(request.weights):
         raise TargetError(f"--weights {visible(request.weights)}: no such file or folder")
-    if request.device is not None and not re.fullmatch(r"[a-z_]+(:\d+)?", request.device):  # availability: checked on open
-        raise TargetError(f"unknown device '{visible(request.device)}' (expected cpu, cuda, cuda:N, mps or meta)")
+    if request.device is not None:
+        check_device_name(request.device)  # the core's own check; availability is checked on open
     import threading
 
     from modeltui.core.limits import RECURSION_LIMIT

@@ -9,16 +9,19 @@ newer one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from textual.message import Message
 
 if TYPE_CHECKING:
     from modeltui.core.devices import DeviceInfo
     from modeltui.core.forward import ForwardResult
+    from modeltui.core.keys import RenamePreview
     from modeltui.core.preview import ValueGrid
     from modeltui.core.stats import TensorStats
     from modeltui.core.targets import Opened
+
+R = TypeVar("R")
 
 
 @dataclass
@@ -122,10 +125,10 @@ class DevicesListed(Message):
 
 
 @dataclass
-class JobDone(Message):
-    """A dialog's job finished with ``result``."""
+class JobDone(Message, Generic[R]):
+    """A dialog's job finished with ``result`` (the dialog's result type: an InitReport, a SaveReport…)."""
 
-    result: Any
+    result: R
 
 
 @dataclass
@@ -163,7 +166,7 @@ class KeyEditDone(Message):
 
 @dataclass
 class RenamePreviewed(Message):
-    """The rename dialog's preview for request ``request`` (a ``core.keys.RenamePreview``)."""
+    """The rename dialog's preview for request ``request``."""
 
     request: int
-    preview: Any
+    preview: RenamePreview

@@ -98,13 +98,11 @@ def test_bounded_memory_in_a_fresh_process(broken):
 @pytest.mark.parametrize("name", ["st_header_claims_gigabytes.safetensors", "st_overlap.safetensors",
                                   "pt_corrupt_central_directory.pt", "pt_pickle_bomb.pt", "index_missing_shard",
                                   "st_truncated_data.safetensors"])
-async def test_tui_shows_the_error_and_keeps_running(broken, name):
+async def test_tui_shows_the_error_and_keeps_running(broken, name, settle):
     path, expect = broken[name]
     app = ModelTuiApp(path)
     async with app.run_test(size=(100, 30)) as pilot:
-        for _ in range(3):
-            await pilot.pause()
-            await app.workers.wait_for_complete()
+        await settle(pilot)
         assert app.load_error and expect in app.load_error
         assert "Could not open" in str(app.query_one("#message", Static).render())
         await pilot.press("down", "enter", "question_mark")

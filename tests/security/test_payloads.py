@@ -89,15 +89,13 @@ def test_cli_subprocess_refuses_with_override(payloads, name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-async def test_tui_refuses_shows_why_and_keeps_running(payloads, name, monkeypatch):
+async def test_tui_refuses_shows_why_and_keeps_running(payloads, name, monkeypatch, settle):
     files, sentinel = payloads
     path, expect = files[name]
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     app = ModelTuiApp(path)
     async with app.run_test(size=(100, 30)) as pilot:
-        for _ in range(3):
-            await pilot.pause()
-            await app.workers.wait_for_complete()
+        await settle(pilot)
         assert app.load_error and "refused" in app.load_error and expect in app.load_error
         shown = str(app.query_one("#message", Static).render())
         assert "refused" in shown

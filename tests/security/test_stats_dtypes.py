@@ -8,13 +8,14 @@ import torch
 from modeltui.core import StatsError
 from modeltui.core.preview import value_grid
 from modeltui.core.stats import tensor_stats
+from modeltui.core.tensors import dtype_name
 
 ALL_DTYPES = sorted({d for d in vars(torch).values() if isinstance(d, torch.dtype)}, key=str)
 PACKED = {f"{p}{n}" for p in ("uint", "int") for n in range(1, 8)} | {"bits1x8", "bits2x4", "bits4x2", "bits8", "bits16"}
 
 
 def sample(dtype):
-    name = str(dtype).removeprefix("torch.")
+    name = dtype_name(dtype)
     if name in PACKED or name == "float4_e2m1fn_x2":
         return torch.tensor([0x12, 0xF7, 0x00, 0x3A], dtype=torch.uint8).view(dtype)
     if dtype in (torch.qint8, torch.quint8, torch.qint32, torch.quint4x2, torch.quint2x4):
@@ -34,17 +35,17 @@ def test_every_dtype_gets_statistics_or_a_plain_refusal(dtype):
     try:
         st = tensor_stats(t)
     except StatsError as e:
-        assert str(dtype).removeprefix("torch.") in PACKED, e
+        assert dtype_name(dtype) in PACKED, e
         assert "no statistics" in str(e)
         return
-    assert str(dtype).removeprefix("torch.") not in PACKED
+    assert dtype_name(dtype) not in PACKED
     assert st.finite > 0 and st.min is not None and st.max >= st.min and sum(st.hist_counts) == st.finite
     try:
         value_grid(t, "")
     except Exception as e:  # the values pane refuses in one line too, never a raw error
         from modeltui.core.slicing import SliceError
 
-        assert isinstance(e, SliceError) and str(dtype).removeprefix("torch.") in PACKED
+        assert isinstance(e, SliceError) and dtype_name(dtype) in PACKED
 
 
 @pytest.mark.parametrize("dtype", [torch.uint16, torch.uint32, torch.uint64])

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from modeltui.core.structure import ModelInfo
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from modeltui.core.readers.containers import Container
 
 
 class TensorSource:
@@ -38,9 +43,9 @@ class Listing:
     """An opened checkpoint: its description and what gives its values."""
 
     info: ModelInfo
-    module: Any = None  # a pickled nn.Module (only with --trust)
+    module: nn.Module | None = None  # a pickled nn.Module (only with --trust)
     source: TensorSource | None = None
-    container: Any = None  # modeltui.core.readers.containers.Container for a training checkpoint
+    container: Container | None = None  # for a training checkpoint: where the weights sit in it
 
 
 def _paths(path: str | list[str] | tuple[str, ...] | None) -> list[str]:

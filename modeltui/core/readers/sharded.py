@@ -65,14 +65,17 @@ def read_index(index_path: str, *, trust: bool, label: str) -> Listing:
         return ck
     flat: dict[str, Any] = {}
     warnings: list[str] = []
+    zips: list[str] = []  # the shards whose tensors may be mapped: watched for changes
     for p in paths:
         pt = read_pt(p, trust=trust, label=p)
         if pt.module is not None:
             raise CheckpointError(f"{os.path.basename(p)}: a shard holds a whole module, not tensors")
         flat.update(pt.tensors)
+        if pt.zip:
+            zips.append(p)
         warnings.extend(pt.info.warnings)
     missing = [k for k in weight_map if k not in flat]
     if missing:
         warnings.append(f"index names {len(missing)} tensor(s) missing from their shards, e.g. '{missing[0]}'")
     info = state_dict_info(label, flat, metadata={"index": name, "shards": len(paths)}, warnings=warnings)
-    return Listing(info, None, DictSource(flat, paths))
+    return Listing(info, None, DictSource(flat, zips))

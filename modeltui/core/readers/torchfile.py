@@ -21,14 +21,17 @@ import sys
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modeltui.core.errors import CheckpointError, UnsafeCheckpointError, first_line
 from modeltui.core.readers.base import Listing, TensorSource, _paths
 from modeltui.core.readers.filewatch import Region, WatchedFile, mapped_regions, register, unregister
-from modeltui.core.readers.containers import MAX_NESTING, MAX_VISITS, FoundWeights, find_state_dict, locate_weights, summarize
+from modeltui.core.readers.containers import MAX_NESTING, MAX_VISITS, Container, FoundWeights, find_state_dict, locate_weights, summarize
 from modeltui.core.readers.pickle_scan import MAX_PICKLE_BYTES, PickleTooLarge, pickle_globals, torch_allowed_globals, zip_pickle_globals
 from modeltui.core.structure import ModelInfo, from_state_dict_entries
+
+if TYPE_CHECKING:
+    from torch import nn
 
 PT_EXTS = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".tar")
 
@@ -41,9 +44,10 @@ class PtFile:
     """What a ``torch.save`` file held: a module, or tensors and where they sat."""
 
     info: ModelInfo
-    module: Any = None  # a pickled nn.Module (only with --trust)
+    module: nn.Module | None = None  # a pickled nn.Module (only with --trust)
     tensors: dict[str, Any] = field(default_factory=dict)  # flat name -> tensor
-    container: Any = None  # modeltui.core.container.Container when the weights sit in a bigger object
+    container: Container | None = None  # when the weights sit in a bigger object
+    zip: bool = False  # a zip archive (its tensors may be mapped from it), not a legacy pickle read whole
 
 
 def ensure_cwd_importable() -> None:
@@ -206,7 +210,9 @@ def read_pt(path: str, *, trust: bool, label: str) -> PtFile:
         if trust:
             raise CheckpointError(f"{name}: loading failed: {type(e).__name__}: {first_line(e)}") from None
         raise CheckpointError(f"{name}: corrupt or unreadable checkpoint ({type(e).__name__}: {first_line(e)})") from None
-    return result_from_object(obj, path, label, warnings, trust=trust)
+    result = result_from_object(obj, path, label, warnings, trust=trust)
+    result.zip = is_zip
+    return result
 
 
 def _weights_only_reason(e: BaseException) -> str:
@@ -283,7 +289,7 @@ def read_torch(path: str, *, trust: bool, label: str) -> Listing:
     pt: PtFile = read_pt(path, trust=trust, label=label)
     if pt.module is not None:
         return Listing(pt.info, pt.module)
-    return Listing(pt.info, None, DictSource(pt.tensors, path), pt.container)
+    return Listing(pt.info, None, DictSource(pt.tensors, path if pt.zip else None), pt.container)
 
 
 # ---------------------------------------------------------------- values
@@ -292,10 +298,11 @@ def read_torch(path: str, *, trust: bool, label: str) -> Listing:
 class DictSource(TensorSource):
     """Tensors already loaded (memory-mapped by ``torch.load(mmap=True)`` for zip ``.pt`` files).
 
-    ``path`` names the file (or the shard files) they came from. Each is kept
-    open, so :meth:`check` sees a truncation or a rewrite in place, and the
-    mappings torch made are registered so unedited values are read with
-    ``pread``. A legacy (non-zip) file was read whole: nothing to watch.
+    ``path`` names the zip file (or the zip shard files) they came from, as
+    :func:`read_pt` found them. Each is kept open, so :meth:`check` sees a
+    truncation or a rewrite in place, and the mappings torch made are
+    registered so unedited values are read with ``pread``. A legacy (non-zip)
+    file was read whole: it is not passed, nothing to watch.
     """
 
     def __init__(self, tensors: Mapping[str, Any], path: str | list[str] | tuple[str, ...] | None = None):
@@ -303,8 +310,6 @@ class DictSource(TensorSource):
         self.files: list[WatchedFile] = []
         self._regions: list[Region] = []
         for p in _paths(path):
-            if not _is_zip(p):
-                continue
             try:
                 self.files.append(WatchedFile(p))
             except OSError:
@@ -327,14 +332,6 @@ class DictSource(TensorSource):
         self._regions = []
         for f in self.files:
             f.close()
-
-
-def _is_zip(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == b"PK\x03\x04"
-    except OSError:
-        return False
 
 
 def _storage_addresses(tensors) -> list[int]:

@@ -10,7 +10,7 @@ result, or shows the error inline and stays open for a correction.
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from typing import Callable, Optional, TypeVar
 
 from rich.text import Text
 from textual import on, work
@@ -26,6 +26,14 @@ from modeltui.ui.messages import JobDone, JobFailed
 R = TypeVar("R")
 
 
+class JobRefused(Exception):
+    """Raised by a job to end with ``message`` shown as it is; ``done`` says what took effect first."""
+
+    def __init__(self, message: str, done: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.done = list(done or [])
+
+
 def job_error(e: BaseException) -> str:
     """An exception from a job as one safe line (a user's custom initialiser can raise anything)."""
     from modeltui.core.errors import ModelTuiError
@@ -38,8 +46,8 @@ class DialogBody(VerticalScroll, can_focus=False):
     """A dialog's scrolling body: the mouse wheel scrolls it, the keyboard moves between its fields."""
 
 
-class Dialog(ModalScreen[R]):
-    """Common frame: a title, a scrolling body, an inline error line, OK / Cancel."""
+class Dialog(ModalScreen[Optional[R]]):
+    """Common frame: a title, a scrolling body, an inline error line, OK / Cancel (cancel: None)."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
     OK = "OK"
@@ -92,22 +100,30 @@ class Dialog(ModalScreen[R]):
     def submit(self) -> None:
         raise NotImplementedError
 
-    def start(self, busy: str, job: Callable[[], Any]) -> None:
-        """Run ``job`` off the UI thread, showing ``busy`` with OK disabled until it ends."""
+    def start(self, busy: str, job: Callable[[], R]) -> None:
+        """Run ``job`` off the UI thread, showing ``busy`` with OK disabled until it ends.
+
+        ``job`` runs on a worker thread: it never touches a widget (it may
+        post messages, such as :class:`~modeltui.ui.messages.Progress`), and
+        raises :class:`JobRefused` to say why it stopped.
+        """
         self.query_one("#ok", Button).disabled = True
         self.show_note(busy)
         self._run(job)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="dialog")
-    def _run(self, job: Callable[[], Any]) -> None:
+    def _run(self, job: Callable[[], R]) -> None:
         try:
             result = job()
+        except JobRefused as e:
+            self.post_message(JobFailed(str(e), e.done))
+            return
         except Exception as e:
             self.post_message(JobFailed(job_error(e)))
             return
         self.post_message(JobDone(result))
 
-    def on_job_done(self, message: JobDone) -> None:
+    def on_job_done(self, message: JobDone[R]) -> None:
         self.dismiss(message.result)
 
     def on_job_failed(self, message: JobFailed) -> None:

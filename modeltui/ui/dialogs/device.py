@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from textual import work
 from textual.app import ComposeResult
 from textual.widgets import Input, Label, ProgressBar, Select
 from textual.worker import get_current_worker
 
 from modeltui.core.errors import Cancelled, ModelTuiError
 from modeltui.format import fmt_bytes, visible
-from modeltui.ui.dialogs.base import Dialog
-from modeltui.ui.messages import JobDone, JobFailed, ModelChanged, Progress
+from modeltui.ui.dialogs.base import Dialog, JobRefused
+from modeltui.ui.messages import JobFailed, ModelChanged, Progress
 
 
 class DeviceDialog(Dialog[str]):
@@ -65,15 +64,8 @@ class DeviceDialog(Dialog[str]):
         if device == self.session.opened.device and dtype == "keep":
             self.show_error(f"the model is already on {visible(device)}; choose another device or a dtype")
             return
-        self.start_change(device, dtype, keep)
-
-    def start_change(self, device: str, dtype: str, keep: tuple[str, ...] = ()) -> None:
-        from textual.widgets import Button
-
-        self.query_one("#ok", Button).disabled = True
-        self.show_note("working… (escape cancels a move)")
         self.query_one("#progress").display = True
-        self.run_change(device, dtype, keep)
+        self.start("working… (escape cancels a move)", lambda: self._change(device, dtype, keep))
 
     def action_cancel(self) -> None:
         running = [w for w in self.workers if w.is_running]
@@ -82,8 +74,8 @@ class DeviceDialog(Dialog[str]):
         if not running:
             self.dismiss(None)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="device")
-    def run_change(self, device: str, dtype: str, keep: tuple[str, ...] = ()) -> None:
+    def _change(self, device: str, dtype: str, keep: tuple[str, ...] = ()) -> str:
+        """The job (on the worker thread): move, then cast; progress comes back as coalescing messages."""
         from modeltui.core.surgery import cast, move
 
         worker = get_current_worker()
@@ -102,17 +94,16 @@ class DeviceDialog(Dialog[str]):
             if dtype != "keep":
                 done.append(cast(self.session, dtype, keep))
         except Cancelled:
-            self.post_message(JobFailed("move cancelled: the model stays where it was"))
-            return
+            raise JobRefused("move cancelled: the model stays where it was") from None
         except ModelTuiError as e:
-            self.post_message(JobFailed(str(e), done))
-            return
-        self.post_message(JobDone("; ".join(done)))
+            raise JobRefused(str(e), done) from None
+        return "; ".join(done)
 
     def on_progress(self, message: Progress) -> None:
         self.query_one("#progress", ProgressBar).update(progress=int(100 * message.done / max(message.total, 1)))
 
     def on_job_failed(self, message: JobFailed) -> None:
+        message.prevent_default()  # this replaces Dialog's handler, which would show the bare error over this one
         error = message.error
         if message.done:  # the move worked, the cast did not: say both, stay open
             error = f"{message.done[0]}, but: {error}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on
@@ -14,6 +15,9 @@ from modeltui.core.errors import ModelTuiError
 from modeltui.core.initializers import REGISTRY
 from modeltui.format import visible
 from modeltui.ui.dialogs.base import Dialog
+
+if TYPE_CHECKING:
+    from modeltui.core.editing import InitReport
 
 CUSTOM = "custom (import path)"
 
@@ -46,7 +50,7 @@ def default_filter(name: str) -> str:
     return init.default_filter if init is not None else "all"
 
 
-class InitDialog(Dialog):
+class InitDialog(Dialog["InitReport"]):
     """Choose an initialiser, its arguments, filters and a seed.
 
     ``memory`` (a dict the app keeps) carries the last choices to the next
@@ -169,7 +173,9 @@ class InitDialog(Dialog):
         mem["cls"], mem["constants"] = cls, constants
         from modeltui.core.editing import initialise, initialise_custom
 
-        if name == CUSTOM:
-            self.start("applying…", lambda: initialise_custom(self.session, path, **opts))
-        else:
-            self.start("applying…", lambda: initialise(self.session, name, args, **opts))
+        def job() -> InitReport:
+            if name == CUSTOM:
+                return initialise_custom(self.session, path, **opts)
+            return initialise(self.session, name, args, **opts)
+
+        self.start("applying…", job)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on
@@ -11,6 +12,9 @@ from textual.widgets import Checkbox, Input, Label, Static
 
 from modeltui.format import visible
 from modeltui.ui.dialogs.base import Confirm, Dialog
+
+if TYPE_CHECKING:
+    from modeltui.core.saving import SaveReport
 
 
 def container_note(opened, path: str) -> str:
@@ -27,7 +31,7 @@ def container_note(opened, path: str) -> str:
     return f"The training state ({names}) is kept as it was; the weights are replaced."
 
 
-class SaveDialog(Dialog):
+class SaveDialog(Dialog["SaveReport"]):
     """Save the state_dict: the path decides the format; asks before overwriting."""
 
     OK = "Save"
@@ -104,7 +108,9 @@ class SaveDialog(Dialog):
     def _start(self, path: str) -> None:
         from modeltui.core.saving import save_opened
 
-        # the user answered any question save_conflict asked: a yes covers writing into the source folder too
-        self.start("saving and verifying…",
-                   lambda: save_opened(self.opened, path, overwrite_source=True, not_saved=self.not_saved,
-                                       extract=self.extract, max_shard_size=self.max_shard))
+        def job() -> SaveReport:
+            # the user answered any question save_conflict asked: a yes covers writing into the source folder too
+            return save_opened(self.opened, path, overwrite_source=True, not_saved=self.not_saved,
+                               extract=self.extract, max_shard_size=self.max_shard)
+
+        self.start("saving and verifying…", job)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Input, Label, Static
 
 from modeltui.ui.dialogs.base import Dialog
 
+if TYPE_CHECKING:
+    from modeltui.core.weights import WeightsReport
 
-class WeightsDialog(Dialog):
+
+class WeightsDialog(Dialog["WeightsReport"]):
     """Load a checkpoint onto the open model (an undoable edit), reporting what did not fit."""
 
     OK = "Load"
@@ -56,4 +61,8 @@ class WeightsDialog(Dialog):
         from modeltui.core.weights import load_weights_into
 
         path = self._path
-        self.start("loading…", lambda: load_weights_into(self.session, path, trust=self.trust, strip=strip))
+
+        def job() -> WeightsReport:
+            return load_weights_into(self.session, path, trust=self.trust, strip=strip)
+
+        self.start("loading…", job)

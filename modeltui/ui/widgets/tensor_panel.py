@@ -8,7 +8,7 @@ before an edit, never paints over what is on screen now.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -121,7 +121,7 @@ class TensorPanel(Vertical):
         self.opened: Opened | None = None
         self.tensor: str | None = None
         self.show_grad = False
-        self.stats_cache: dict[tuple[str, bool], Any] = {}
+        self.stats_cache: dict[tuple[str, bool], TensorStats] = {}
         self._stats_request = 0
         self._values_request = 0
         self._typed_request = -1  # the values request of a slice typed into the box
