@@ -36,10 +36,13 @@ targets:
   modeltui pkg.mod:T5 -i 2,16 -i decoder_input_ids=2,8 -i attention_mask=2,16
                                              keyword inputs (masks default to ones)
   modeltui ckpt.pt --save model.safetensors   convert, atomically, verified
+  modeltui a.safetensors --diff b.pt         which tensors differ, and by how much
+  modeltui ckpt/ --scan                      NaN/Inf, zeros, constants, outliers
 
 --summary, --json and --save refuse -w weights that do not fit the model
 (missing, unexpected or mis-shaped keys) unless --no-strict is given.
-Exit codes: 0 done, 2 error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+Exit codes: 0 done, 2 error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM);
+--diff: 0 identical, 1 different; --scan: 0 clean, 1 flagged.
 
 Code stored in a checkpoint (pickled classes, TorchScript) never runs unless
 you pass --trust. Import paths, -i forward passes and custom initialisers run
@@ -76,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--summary", action="store_true", help="print a summary table and exit")
     out.add_argument("--json", action="store_true", help="print the model as JSON (see README) and exit")
     out.add_argument("--save", metavar="OUT", help="load, write the state_dict to OUT (.safetensors or .pt) atomically, verify it and exit")
+    p.add_argument("--diff", metavar="OTHER", help="compare with OTHER (any target) and exit: 0 identical, 1 different, 2 error; "
+                   "a table (--summary) or --json")
+    p.add_argument("--scan", action="store_true", help="scan every tensor for NaN/Inf, zeros, constants, extreme values and "
+                   "outliers across layers, and exit: 0 clean, 1 flagged, 2 error")
     p.add_argument("--depth", type=int, metavar="N", help="with --summary: show modules down to depth N")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--version", action="version", version=f"modeltui {__version__}")
@@ -91,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     keep it alive or change its exit code.
     """
     args = build_parser().parse_args(argv)
-    headless = bool(args.summary or args.json or args.save)
+    headless = bool(args.summary or args.json or args.save or args.diff is not None or args.scan)
     _signals.clear()
     restore = _headless_guards() if headless else None
     try:
@@ -175,7 +182,7 @@ def _run(args: argparse.Namespace) -> int:
         raise TargetError("--depth must be 0 or more")
     from modeltui.core.request import OpenRequest
 
-    headless = bool(args.summary or args.json or args.save)
+    headless = bool(args.summary or args.json or args.save or args.diff is not None or args.scan)
     # the TARGET is classified here, once: a bad one says so first, terminal or not
     request = OpenRequest.make(args.target, weights=args.weights, device=args.device, input_specs=specs,
                                trust=args.trust, strict=headless and not args.no_strict)
@@ -186,6 +193,10 @@ def _run(args: argparse.Namespace) -> int:
         from modeltui.ui.app import run_app
 
         return run_app(request)
+    if args.diff is not None or args.scan:
+        from modeltui.headless_compare import run_compare
+
+        return run_compare(args, request, user_output_to_stderr)
     from modeltui.core.targets import open_request
 
     with user_output_to_stderr():
