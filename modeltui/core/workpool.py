@@ -110,7 +110,8 @@ def _threaded(items, work, stop, halt: threading.Event, advance, workers: int) -
     except BaseException:
         halt.set()
         for t in threads:
-            t.join(5)
+            if t.ident is not None:  # the interrupt may land while the threads are being started
+                t.join(5)
         raise
     finally:
         torch.set_num_threads(old)
