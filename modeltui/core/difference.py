@@ -164,6 +164,9 @@ class _Accumulator:
         self.acc = torch.complex128 if self.complex else torch.float64
         self.saa = self.sbb = self.sab = self.sdd = 0.0
         self.best: Any = None
+        # upcast pieces go into buffers made once: fresh memory for every piece costs page faults
+        size = min(piece, max(a.numel(), 1))
+        self.bufs = [torch.empty(size, dtype=self.acc) for _ in range(3)]
 
     def run(self) -> None:
         from modeltui.core.readers.reading import ordered_chunks, paired
@@ -173,11 +176,12 @@ class _Accumulator:
         differed = False
         pending = 0  # elements before the first difference, all bit-identical: their norms are read later if needed
         offset = 0
-        for pa, pb in paired(self.a, self.b, self.piece):
+        for pa, pb in paired(self.a, self.b, self.piece, reuse=True):
             if self.should_stop is not None and self.should_stop():
                 raise Cancelled()
             k = pa.numel()
-            if same_dtype and same_bits(pa, pb):
+            # once a tensor differs, its pieces are not bit-compared first (a changed tensor mostly differs everywhere)
+            if same_dtype and not differed and same_bits(pa, pb):
                 if differed:
                     self._norms_only(pa)
                 else:
@@ -191,7 +195,7 @@ class _Accumulator:
             return
         if pending:
             seen = 0
-            for c in ordered_chunks(self.a, self.piece):
+            for c in ordered_chunks(self.a, self.piece, reuse=True):
                 if self.should_stop is not None and self.should_stop():
                     raise Cancelled()
                 take = min(c.numel(), pending - seen)
@@ -201,8 +205,8 @@ class _Accumulator:
                     break
         self._finish()
 
-    def _wide(self, c):
-        """An upcast copy of piece ``c`` for the norms (never a view: the caller's tensor stays untouched)."""
+    def _wide(self, c, slot: int = 0):
+        """Piece ``c`` upcast into buffer ``slot`` (a copy: the caller's tensor stays untouched)."""
         import torch
 
         from modeltui.core.stats import _convert
@@ -215,7 +219,10 @@ class _Accumulator:
                 c = _convert(c, name)
             elif name == "uint64":
                 c = _uint64_to_float(c)
-        return c.to(self.acc, copy=True)
+        buf = self.bufs[slot]
+        if c.numel() > buf.numel():
+            return c.to(self.acc, copy=True)
+        return buf[:c.numel()].copy_(c)
 
     def _norms_only(self, c) -> None:
         """A bit-identical piece: it adds ‖c‖² to both norms and to the dot product."""
@@ -233,15 +240,16 @@ class _Accumulator:
     def _piece(self, pa, pb, offset: int) -> None:
         import torch
 
-        x, y = self._wide(pa), self._wide(pb)
+        x, y = self._wide(pa, 0), self._wide(pb, 1)
         saa, sbb = _dot(x, x), _dot(y, y)
         if math.isfinite(saa) and math.isfinite(sbb):
-            d = x - y
+            d = self.bufs[2][:x.numel()]
+            torch.sub(x, y, out=d)
             self.sab += _dot(x, y)
             self.sdd += _dot(d, d)
             self.saa += saa
             self.sbb += sbb
-            mag = d.abs()
+            mag = d.abs_() if not d.is_complex() else d.abs()
         else:  # NaN / Inf somewhere: figures over the elements finite on both sides
             fx, fy = torch.isfinite(x), torch.isfinite(y)
             both = fx & fy
@@ -261,9 +269,9 @@ class _Accumulator:
             self._exact_piece(pa, pb, offset)
             return
         self.out.differ += int(torch.count_nonzero(mag))
-        i = int(torch.argmax(mag))
-        m = float(mag[i])
+        m = float(mag.max())  # a plain reduction; the index is looked up only for a new largest
         if m > 0 and (self.best is None or m > self.best):
+            i = int(torch.argmax(mag))
             self.best = m
             self.out.max_abs, self.out.max_index = m, _unravel(offset + i, self.out.shape)
             self.out.a_at, self.out.b_at = _value(pa[i]), _value(pb[i])
@@ -372,8 +380,8 @@ def difference_stats(a, b, *, bins: int = 32, should_stop: Callable[[], bool] | 
     acc = _Accumulator(TensorDiff("", "", CHANGED, None, None, names[0], names[1]), a, b, None, PIECE)
 
     def read():
-        for pa, pb in paired(a, b, PIECE):
-            d = acc._wide(pa) - acc._wide(pb)
+        for pa, pb in paired(a, b, PIECE, reuse=True):
+            d = acc._wide(pa, 0) - acc._wide(pb, 1)  # a fresh tensor: chunk_stats may keep it as its sample
             yield d.abs() if d.is_complex() else d
 
     note = "statistics of |a - b| (complex)" if acc.complex else "statistics of a - b (float64)"

@@ -87,7 +87,7 @@ def scan_tensor(t, name: str = "", *, should_stop: Callable[[], bool] | None = N
         kind = _kind(t, h.dtype)
         h.floating = kind == "float"
         if t.numel():
-            _pass(h, chunks(t, piece), kind, repeat, should_stop)
+            _pass(h, chunks(t, piece, reuse=True), kind, repeat, should_stop, min(piece, t.numel()))
     except (Cancelled, ModelTuiError):
         raise
     except (RuntimeError, NotImplementedError, TypeError, ValueError) as e:
@@ -98,11 +98,12 @@ def scan_tensor(t, name: str = "", *, should_stop: Callable[[], bool] | None = N
 _NO_ARITHMETIC = tuple(f"{p}{n}" for p in ("uint", "int") for n in range(1, 8)) + ("bits1x8", "bits2x4", "bits4x2", "bits8", "bits16")
 
 
-def _pass(h: TensorHealth, read, kind: str, repeat: int, should_stop) -> None:
+def _pass(h: TensorHealth, read, kind: str, repeat: int, should_stop, size: int) -> None:
     import torch
 
     from modeltui.core.stats import _convert, _extremes
 
+    buf = torch.empty(size, dtype=torch.float64)  # made once: fresh memory per chunk costs page faults
     lo = hi = None
     count = 0
     mean = m2 = 0.0
@@ -129,7 +130,7 @@ def _pass(h: TensorHealth, read, kind: str, repeat: int, should_stop) -> None:
         n = c.numel()
         lo = clo if lo is None else min(lo, clo)
         hi = chi if hi is None else max(hi, chi)
-        x = c.to(torch.float64, copy=True) if kind != "uint64" else _uint64_float(c)
+        x = buf[:n].copy_(c) if kind != "uint64" and n <= size else _uint64_float(c) if kind == "uint64" else c.double()
         cmean = float(x.sum()) / n
         x.sub_(cmean)
         cm2 = float(torch.dot(x, x))
