@@ -24,6 +24,7 @@ from modeltui.core.request import OpenRequest
 from modeltui.format import visible
 from modeltui.ui.actions import ACTIONS, bindings
 from modeltui.ui.commands import GoToProvider
+from modeltui.ui.compare_actions import CompareActions
 from modeltui.ui.executor import DaemonThreadExecutor, abandoned_work, peak_rss
 from modeltui.ui.edit_actions import EditActions
 from modeltui.ui.forward_actions import ForwardActions
@@ -31,7 +32,7 @@ from modeltui.ui.messages import TargetFailed, TargetLoaded
 from modeltui.ui.screens import HelpScreen, MainScreen
 from modeltui.ui.widgets import NodeRef
 
-class ModelTuiApp(EditActions, ForwardActions, App[int]):
+class ModelTuiApp(CompareActions, EditActions, ForwardActions, App[int]):
     """Browse and edit a PyTorch model or checkpoint."""
 
     CSS_PATH = "app.tcss"

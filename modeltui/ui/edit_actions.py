@@ -162,13 +162,13 @@ class EditActions:
 
         path = default_save_path(self.opened, self.target, self.weights)
         unsaved = getattr(self.session, "unsaved_constants", None)
-        self.push_screen(SaveDialog(self.opened, path, unsaved() if unsaved is not None else None), self._saved)
+        self.push_screen(SaveDialog(self.opened, path, unsaved() if unsaved is not None else None, self.session), self._saved)
 
     def _saved(self, report) -> None:
         if report is None:
             return
         if self.session is not None:
-            self.session.mark_saved()
+            self.session.mark_saved(report.path)
         self.refresh_views()
         notes = report.notes()
         self.say("\n".join([report.summary()] + notes), title="Saved", timeout=10,

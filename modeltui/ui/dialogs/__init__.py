@@ -1,6 +1,7 @@
 """Modal dialogs, one module each; each is a ``ModalScreen`` with a typed result."""
 
 from modeltui.ui.dialogs.base import BusyScreen, Confirm, ConfirmQuit, Dialog
+from modeltui.ui.dialogs.compare import CompareDialog
 from modeltui.ui.dialogs.device import DeviceDialog
 from modeltui.ui.dialogs.edit import EditDialog
 from modeltui.ui.dialogs.forward import ForwardDialog, parse_specs
@@ -11,7 +12,7 @@ from modeltui.ui.dialogs.tie import TieDialog
 from modeltui.ui.dialogs.weights import WeightsDialog
 
 __all__ = [
-    "BusyScreen", "Confirm", "ConfirmQuit", "DeviceDialog", "Dialog", "EditDialog", "ForwardDialog",
+    "BusyScreen", "CompareDialog", "Confirm", "ConfirmQuit", "DeviceDialog", "Dialog", "EditDialog", "ForwardDialog",
     "ForwardResultScreen", "InitDialog", "SaveDialog", "TieDialog", "WeightsDialog",
     "parse_kwargs", "parse_specs",
 ]

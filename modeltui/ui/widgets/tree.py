@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from modeltui.core.compare_tree import CompareMarks, Ghost
 from modeltui.core.structure import ModelInfo, ModuleInfo, TensorInfo
 from modeltui.format import fmt_count, fmt_shape, visible
 
@@ -27,8 +28,8 @@ NAME_LIMIT = 80  # a name longer than this is cut (the full name is in the panel
 class NodeRef:
     """What a tree node stands for: a module path, a tensor name, or a page of a big module."""
 
-    kind: str  # "module" | "tensor" | "page"
-    name: str  # module path / tensor name / module path of the page
+    kind: str  # "module" | "tensor" | "page" | "other" (a tensor only the compared target has)
+    name: str  # module path / tensor name / module path of the page / the other target's tensor name
     start: int = 0  # for "page": the first row of the page it shows
 
 
@@ -39,9 +40,22 @@ def compact_shape(shape) -> str:
     return "×".join(str(d) for d in shape) if len(shape) else "scalar"
 
 
-def module_label(m: ModuleInfo, info: ModelInfo, bad: set[str], outputs: dict | None = None) -> Text:
-    """``name Class 1.2K ⇄❄?⚠ → 2×10``: marks, and the last forward's output shape."""
+#: compare marks (see core.compare_tree) and their styles
+MARK_STYLES = {"=": "green", "~": "bold yellow", "+": "bold cyan", "−": "bold red"}
+
+
+def _compare_mark(t: Text, mark: str) -> None:
+    """``~+ `` before a label: what a comparison found (one style per mark)."""
+    for ch in mark:
+        t.append(ch, style=MARK_STYLES.get(ch, ""))
+    t.append(" ")
+
+
+def module_label(m: ModuleInfo, info: ModelInfo, bad: set[str], outputs: dict | None = None, mark: str = "") -> Text:
+    """``name Class 1.2K ⇄❄?⚠ → 2×10``: marks, and the last forward's output shape (a compare mark first)."""
     t = Text()
+    if mark:
+        _compare_mark(t, mark)
     t.append(visible(m.name or "(root)", limit=NAME_LIMIT), style="bold")
     if m.type:
         t.append(f" {visible(m.type, limit=NAME_LIMIT)}", style="cyan")
@@ -67,9 +81,11 @@ def _frozen(x: TensorInfo) -> bool:
     return x.kind == "parameter" and not x.requires_grad and x.shape is not None
 
 
-def tensor_label(x: TensorInfo, bad: set[str]) -> Text:
-    """``.weight [8, 4] float32`` with the same marks as modules."""
+def tensor_label(x: TensorInfo, bad: set[str], mark: str = "") -> Text:
+    """``.weight [8, 4] float32`` with the same marks as modules (a compare mark first)."""
     t = Text()
+    if mark:
+        _compare_mark(t, mark)
     style = {"parameter": "", "buffer": "italic", "constant": "italic magenta", "tensor": ""}.get(x.kind, "")
     t.append(f".{visible(x.attr, limit=NAME_LIMIT)}", style=style or "white")
     t.append(f" {fmt_shape(x.shape)}", style="green")
@@ -87,6 +103,17 @@ def tensor_label(x: TensorInfo, bad: set[str]) -> Text:
         marks += BAD
     if marks:
         t.append(f" {marks}", style="bold yellow")
+    return t
+
+
+def ghost_label(g: Ghost) -> Text:
+    """``− .weight [8, 4] float32 only there``: a tensor only the compared target has."""
+    t = Text()
+    _compare_mark(t, "−")
+    t.append(f".{visible(g.attr, limit=NAME_LIMIT)}", style="red")
+    t.append(f" {fmt_shape(g.shape)}", style="green")
+    t.append(f" {visible(g.dtype)}", style="dim")
+    t.append(" only there", style="dim italic")
     return t
 
 
@@ -110,6 +137,9 @@ class ModuleTree(Tree[NodeRef]):
         self.outputs: dict[str, list] = {}  # module path -> output shapes of the last forward
         self.nodes_by_ref: dict[NodeRef, TreeNode[NodeRef]] = {}
         self._window: dict[int, int] = {}  # node id -> first row shown (filled nodes only)
+        self.marks: CompareMarks | None = None  # a comparison's marks (c), or None
+        self.changed_only = False  # with marks: hide what is identical
+        self._ghosts: dict[str, Ghost] = {}
         self.show_root = True
         self.guide_depth = 2
 
@@ -121,16 +151,43 @@ class ModuleTree(Tree[NodeRef]):
         self._window.clear()
         root_ref = NodeRef("module", "")
         self.root.data = root_ref
-        self.root.set_label(module_label(info.root, info, self.bad, self.outputs))
+        self.root.set_label(module_label(info.root, info, self.bad, self.outputs, self._module_mark("")))
         self.nodes_by_ref[root_ref] = self.root
         self.fill(self.root)
         self.root.expand()
         self.move_cursor(self.root)
 
-    @staticmethod
-    def rows(m: ModuleInfo) -> list[NodeRef]:
-        """What a module node holds, in order: its own tensors, then its children (the order of state_dict())."""
-        return [NodeRef("tensor", n) for n in m.tensors] + [NodeRef("module", c) for c in m.children]
+    def set_compare(self, marks: CompareMarks | None, changed_only: bool = False) -> None:
+        """Show a comparison's marks (None: none); ``changed_only`` hides what is identical. Call :meth:`load` after."""
+        self.marks = marks
+        self.changed_only = changed_only and marks is not None
+        self._ghosts = {g.other: g for gs in marks.ghosts.values() for g in gs} if marks is not None else {}
+
+    def ghost(self, name: str) -> Ghost | None:
+        """The tensor only the compared target has, shown as row ``NodeRef("other", name)``."""
+        return self._ghosts.get(name)
+
+    def _module_mark(self, path: str) -> str:
+        return self.marks.modules.get(path, "") if self.marks is not None else ""
+
+    def _tensor_mark(self, name: str) -> str:
+        return self.marks.tensors.get(name, "") if self.marks is not None else ""
+
+    def rows(self, m: ModuleInfo) -> list[NodeRef]:
+        """What a module node holds, in order: its own tensors, then its children (the order of state_dict()).
+
+        With a comparison, the tensors only the other target has come after the
+        module's own; with the changed-only filter, what is identical goes.
+        """
+        tensors = [NodeRef("tensor", n) for n in m.tensors]
+        children = [NodeRef("module", c) for c in m.children]
+        if self.marks is None:
+            return tensors + children
+        ghosts = [NodeRef("other", g.other) for g in self.marks.ghosts.get(m.path, [])]
+        if self.changed_only:
+            tensors = [r for r in tensors if self.marks.changed(r.name)]
+            children = [r for r in children if self.marks.module_changed(r.name)]
+        return tensors + ghosts + children
 
     def fill(self, node: TreeNode[NodeRef], start: int = 0) -> None:
         """Add a module node's rows once (a page of them from ``start``)."""
@@ -151,11 +208,14 @@ class ModuleTree(Tree[NodeRef]):
             node.add_leaf(_page_label(start, later=False), data=NodeRef("page", ref.name, back))
         for r in rows[start:end]:
             if r.kind == "tensor":
-                child = node.add_leaf(tensor_label(self.info.tensors[r.name], self.bad), data=r)
+                child = node.add_leaf(tensor_label(self.info.tensors[r.name], self.bad, self._tensor_mark(r.name)), data=r)
+            elif r.kind == "other":
+                child = node.add_leaf(ghost_label(self._ghosts[r.name]), data=r)
             else:
                 cm = self.info.modules[r.name]
-                child = node.add(module_label(cm, self.info, self.bad, self.outputs), data=r,
-                                 allow_expand=bool(cm.children or cm.tensors))
+                ghosts = self.marks is not None and self.marks.ghosts.get(r.name)
+                child = node.add(module_label(cm, self.info, self.bad, self.outputs, self._module_mark(r.name)), data=r,
+                                 allow_expand=bool(cm.children or cm.tensors or ghosts))
             self.nodes_by_ref[r] = child
         if end < len(rows):
             node.add_leaf(_page_label(len(rows) - end, later=True), data=NodeRef("page", ref.name, end))
@@ -243,20 +303,21 @@ class ModuleTree(Tree[NodeRef]):
         t = self.info.tensors.get(name)
         leaf = self.nodes_by_ref.get(NodeRef("tensor", name))
         if leaf is not None and t is not None:
-            leaf.set_label(tensor_label(t, self.bad))
+            leaf.set_label(tensor_label(t, self.bad, self._tensor_mark(name)))
         if t is not None:
             mnode = self.nodes_by_ref.get(NodeRef("module", t.module))
             if mnode is not None:
-                mnode.set_label(module_label(self.info.modules[t.module], self.info, self.bad, self.outputs))
+                mnode.set_label(module_label(self.info.modules[t.module], self.info, self.bad, self.outputs,
+                                             self._module_mark(t.module)))
 
     def relabel(self, info: ModelInfo) -> None:
         """New labels for every node already added (same structure, new facts)."""
         self.info = info
         for ref, node in list(self.nodes_by_ref.items()):
             if ref.kind == "module" and ref.name in info.modules:
-                node.set_label(module_label(info.modules[ref.name], info, self.bad, self.outputs))
+                node.set_label(module_label(info.modules[ref.name], info, self.bad, self.outputs, self._module_mark(ref.name)))
             elif ref.kind == "tensor" and ref.name in info.tensors:
-                node.set_label(tensor_label(info.tensors[ref.name], self.bad))
+                node.set_label(tensor_label(info.tensors[ref.name], self.bad, self._tensor_mark(ref.name)))
 
     def cursor_ref(self) -> NodeRef | None:
         """What the cursor is on now (a module or a tensor), whatever the panels show."""
