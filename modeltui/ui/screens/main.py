@@ -40,8 +40,8 @@ class MainScreen(Screen):
             with VerticalScroll(id="detail"):
                 yield Static("", id="message")
                 yield ModulePanel(id="module-panel")
+                yield ComparePanel(id="compare-panel")  # above the tensor panel: with a comparison on, it is what matters
                 yield TensorPanel(id="tensor-panel")
-                yield ComparePanel(id="compare-panel")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

@@ -227,7 +227,7 @@ class ComparePanel(Vertical):
         if message.diff is not None:
             d = message.diff
             self.query_one("#compare-histogram", Static).update(
-                Group(Text("histogram of a − b", style="dim"), render_histogram(d.hist_counts, d.hist_edges)))
+                Group(Text("histogram of a − b", style="dim"), render_histogram(d.hist_counts, d.hist_edges, bins=8)))
         self._grids = message.grids
         note = Text()
         if message.errors:
