@@ -82,14 +82,18 @@ class SaveDialog(Dialog):
         yield Label("path (.safetensors, or .pt / .pth / .bin / .ckpt for torch.save)")
         yield Input(self.path, id="path", compact=True)
         yield Static(Text(container_note(self.opened, self.path), style="bold yellow"), id="container-note")
-        yield Static(Text(overwrite_note(self.opened, self.session, self.path), style="bold yellow"), id="changes-note")
+        note = overwrite_note(self.opened, self.session, self.path)
+        yield Static(Text(note, style="bold yellow"), id="changes-note", classes="" if note else "hidden")
         yield Static(Text("Written to a temp file, read back and checked, then moved into place; "
                           "tied tensors are stored once.", style="dim"))
 
     @on(Input.Changed, "#path")
     def _path_changed(self, event: Input.Changed) -> None:
         self.query_one("#container-note", Static).update(Text(container_note(self.opened, event.value.strip()), style="bold yellow"))
-        self.query_one("#changes-note", Static).update(Text(overwrite_note(self.opened, self.session, event.value.strip()), style="bold yellow"))
+        note = overwrite_note(self.opened, self.session, event.value.strip())
+        changes = self.query_one("#changes-note", Static)
+        changes.update(Text(note, style="bold yellow"))
+        changes.set_class(not note, "hidden")
 
     def submit(self) -> None:
         from modeltui.core.save_checks import SaveError, save_conflict
