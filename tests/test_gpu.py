@@ -71,3 +71,16 @@ def test_cancelled_move_leaves_everything_where_it_was():
         move(s, "cuda", progress=lambda d, t: calls.append(d), should_stop=lambda: len(calls) >= 3)
     assert {p.device.type for p in s.model.parameters()} == {"cpu"}
     assert s.opened.device == "cpu"
+
+
+def test_compare_a_cuda_tensor_with_a_cpu_one():
+    from modeltui.core.difference import diff_tensors
+
+    a = torch.randn(1000, 300)
+    b = a.clone()
+    b[400, 7] += 2.0
+    d = diff_tensors(a.cuda(), b)
+    assert d.differ == 1 and d.max_index == (400, 7) and abs(d.max_abs - 2.0) < 1e-6
+    ints = diff_tensors(torch.arange(10).cuda(), torch.arange(10) * 2)
+    assert ints.max_abs == 9 and ints.max_index == (9,)
+    assert diff_tensors(a.cuda(), a).status == "identical"

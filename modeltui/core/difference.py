@@ -179,6 +179,8 @@ class _Accumulator:
         for pa, pb in paired(self.a, self.b, self.piece, reuse=True):
             if self.should_stop is not None and self.should_stop():
                 raise Cancelled()
+            if pa.device != pb.device:  # a model on an accelerator against a file: compare on the CPU, piece by piece
+                pa, pb = pa.cpu(), pb.cpu()
             k = pa.numel()
             # once a tensor differs, its pieces are not bit-compared first (a changed tensor mostly differs everywhere)
             if same_dtype and not differed and same_bits(pa, pb):
