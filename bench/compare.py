@@ -16,8 +16,10 @@ per format, the time and peak RSS of
   ``aminmax`` / ``std`` over ``load_file`` (target: time ratio <= 1.0);
 
 and, unless ``--skip-strategies``, the diff's engine on one thread with
-torch's intra-op threads, on a thread per core (one intra-op thread each),
-and on a process per core (each opening both files), to choose the default.
+torch's intra-op threads (pieces of 256K and of 4M elements), on a thread
+per core (one intra-op thread each, the default), and on a process per core
+(each opening both files, one intra-op thread each as under torchrun), to
+choose the default. ``--only-strategies`` measures only those.
 """
 
 from __future__ import annotations
@@ -64,10 +66,13 @@ print(len(out))
 """
 
 def _diff_part(job):
-    """One process's share of the pairs (the unit of work, as ranks will run it)."""
+    """One process's share of the pairs (the unit of work, as ranks will run it: one intra-op thread, as torchrun sets)."""
+    import torch
+
     from modeltui.core import open_target
     from modeltui.core.compare import diff_names
 
+    torch.set_num_threads(1)
     a_path, b_path, pairs = job
     return diff_names(open_target(a_path), open_target(b_path), pairs)
 
@@ -81,9 +86,16 @@ def strategy(a_path: str, b_path: str, how: str) -> None:
     from modeltui.core.compare import compare_opened, merge_diff, plan_diff
     from modeltui.core.workpool import default_workers
 
+    import functools
+
+    import modeltui.core.compare as compare
+
     n = default_workers()
     a, b = open_target(a_path), open_target(b_path)
     if how == "intra-op":
+        report = compare_opened(a, b, workers=1)
+    elif how == "intra-op-4M":  # pieces of 4M elements: more work per kernel for torch's own threads
+        compare.diff_tensors = functools.partial(compare.diff_tensors, piece=1 << 22)
         report = compare_opened(a, b, workers=1)
     elif how == "threads":
         report = compare_opened(a, b, workers=n)
@@ -158,6 +170,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", default=None, help="folder for the checkpoints (default: a temp folder)")
     ap.add_argument("--skip-strategies", action="store_true")
+    ap.add_argument("--only-strategies", action="store_true", help="measure only the parallel strategies")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:  # the parts that run in fresh processes
@@ -177,13 +190,14 @@ def main() -> None:
                 while f.read(1 << 24):
                     pass
         cli = [py, "-m", "modeltui"]
-        for fmt in ("safetensors", "pt"):
+        for fmt in (() if args.only_strategies else ("safetensors", "pt")):
             a, b = paths[f"a.{fmt}"], paths[f"b.{fmt}"]
             compare(f"--diff (.{fmt})", cli + [a, "--diff", b, "--json"], [py, "-c", BASE_DIFF, a, b], args.repeat)
         a = paths["a.safetensors"]
-        compare("--scan (.safetensors)", cli + [a, "--scan", "--json"], [py, "-c", BASE_SCAN, a], args.repeat)
+        if not args.only_strategies:
+            compare("--scan (.safetensors)", cli + [a, "--scan", "--json"], [py, "-c", BASE_SCAN, a], args.repeat)
         if not args.skip_strategies:
-            for how in ("intra-op", "threads", "processes"):
+            for how in ("intra-op", "intra-op-4M", "threads", "processes"):
                 runs = [timed([py, __file__, "--child", "strategy", paths["a.safetensors"], paths["b.safetensors"], how], ok=(0,))
                         for _ in range(args.repeat)]
                 print(f"diff engine, {how:10} {statistics.median(r[0] for r in runs):6.2f} s (whole process)"

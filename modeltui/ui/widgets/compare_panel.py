@@ -105,6 +105,7 @@ class ComparePanel(Vertical):
         self.other_name: str | None = None  # B's tensor shown (a tensor only B has, or A's counterpart)
         self._request = 0
         self._grids: tuple | None = None
+        self._stats: dict[tuple, tuple] = {}  # (A name, B name) -> (this, other, a − b) statistics already computed
 
     def compose(self):
         yield Static(id="compare-title")
@@ -117,6 +118,7 @@ class ComparePanel(Vertical):
     def set(self, comparison: Comparison | None, opened: Opened | None) -> None:
         """Show (or stop showing, None) a comparison; nothing is selected yet."""
         self.comparison, self.opened = comparison, opened
+        self._stats.clear()
         self.hide()
 
     def hide(self) -> None:
@@ -159,7 +161,7 @@ class ComparePanel(Vertical):
         if d.status == "identical":
             return
         self.query_one("#compare-stats", Static).update(Text("computing both sides' statistics…", style="dim"))
-        self.details(self._request, name, d.other, text, d.status != "shape")
+        self.details(self._request, name, d.other, text, d.status != "shape", self._stats.get((name, d.other)))
 
     def show_other(self, other: str, text: str) -> None:
         """A tensor only the compared target has."""
@@ -170,7 +172,7 @@ class ComparePanel(Vertical):
         self._begin(self._title(visible(other, limit=120)))
         self.query_one("#compare-figures", Static).update(
             Text(f"− only there: this model has no such tensor; {visible(c.label, limit=60)}'s values below", style="bold red"))
-        self.details(self._request, None, other, text, False)
+        self.details(self._request, None, other, text, False, self._stats.get((None, other)))
 
     def show_slice(self, text: str) -> None:
         """The slice box changed: the same cells of both sides."""
@@ -180,7 +182,7 @@ class ComparePanel(Vertical):
             self.show_other(self.other_name, text)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare-details")
-    def details(self, request: int, name: str | None, other: str, text: str, paired: bool) -> None:
+    def details(self, request: int, name: str | None, other: str, text: str, paired: bool, cached: tuple | None) -> None:
         from modeltui.core.difference import difference_stats
         from modeltui.core.preview import value_grid, value_grids
         from modeltui.core.stats import tensor_stats
@@ -196,7 +198,10 @@ class ComparePanel(Vertical):
             self.post_message(msg)
             return
         jobs = [("other", lambda: tensor_stats(tb, should_stop=stop))]
-        if ta is not None:
+        if cached is not None:  # a new slice of the tensor shown: only its values are new
+            msg.this, msg.other, msg.diff = cached
+            jobs = []
+        elif ta is not None:
             jobs.insert(0, ("this", lambda: tensor_stats(ta, should_stop=stop)))
             if paired:
                 jobs.append(("diff", lambda: difference_stats(ta, tb, should_stop=stop)))
@@ -217,6 +222,8 @@ class ComparePanel(Vertical):
         message.stop()
         if message.request != self._request or self.comparison is None:
             return
+        if message.other is not None and not any(e.startswith(("this:", "diff:")) for e in message.errors):
+            self._stats[(self.tensor, self.other_name)] = (message.this, message.other, message.diff)
         cols = []
         if self.tensor is not None:
             cols.append(("this", message.this))
