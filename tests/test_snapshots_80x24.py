@@ -41,6 +41,10 @@ def scenario(select, *keys, then=None):
             await then(pilot)
             await _wait(pilot)
         pilot.app.clear_notifications()
+        from textual.widgets import Input
+
+        for box in pilot.app.screen.query(Input):  # a blinking cursor made the picture depend on timing
+            box.cursor_blink = False
         await pilot.pause()
 
     return run_before
