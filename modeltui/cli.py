@@ -38,10 +38,13 @@ targets:
   modeltui ckpt.pt --save model.safetensors   convert, atomically, verified
   modeltui ddp.pt --strip-prefix module. --cast bfloat16 --keep-dtype '*norm*' --save out/
                                              key surgery, saved in Hugging Face's sharded layout
+  modeltui a.safetensors --diff b.pt         which tensors differ, and by how much
+  modeltui ckpt/ --scan                      NaN/Inf, zeros, constants, outliers
 
 --summary, --json and --save refuse -w weights that do not fit the model
 (missing, unexpected or mis-shaped keys) unless --no-strict is given.
-Exit codes: 0 done, 2 error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+Exit codes: 0 done, 2 error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM);
+--diff: 0 identical, 1 different; --scan: 0 clean, 1 flagged.
 
 Code stored in a checkpoint (pickled classes, TorchScript) never runs unless
 you pass --trust. Import paths, -i forward passes and custom initialisers run
@@ -82,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backward", choices=("sum", "mean", "mse", "ce"), metavar="LOSS",
                    help="with -i and --json/--summary: run a backward pass too, loss sum, mean, mse (against zeros) or ce "
                         "(against random classes); the grad norms go into the output")
+    p.add_argument("--diff", metavar="OTHER", help="compare with OTHER (any target) and exit: 0 identical, 1 different, 2 error; "
+                   "a table (--summary) or --json")
+    p.add_argument("--scan", action="store_true", help="scan every tensor for NaN/Inf, zeros, constants, extreme values and "
+                   "outliers across layers, and exit: 0 clean, 1 flagged, 2 error")
     p.add_argument("--depth", type=int, metavar="N", help="with --summary: show modules down to depth N")
     from modeltui.convert import add_arguments
 
@@ -176,7 +183,8 @@ def _too_deep(e: RecursionError) -> str:
 
 
 def _headless(args: argparse.Namespace) -> bool:
-    return bool(args.summary or args.json or args.save or args.dry_run or getattr(args, "key_ops", None))
+    return bool(args.summary or args.json or args.save or args.dry_run or getattr(args, "key_ops", None)
+                or args.diff is not None or args.scan)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -207,6 +215,10 @@ def _run(args: argparse.Namespace) -> int:
         from modeltui.ui.app import run_app
 
         return run_app(request)
+    if args.diff is not None or args.scan:
+        from modeltui.headless_compare import run_compare
+
+        return run_compare(args, request, user_output_to_stderr)
     from modeltui.core.targets import open_request
 
     with user_output_to_stderr():

@@ -109,3 +109,33 @@ def test_quit_does_not_wait_for_a_long_load(tmp_path):
         assert time.time() - start < 15
     finally:
         t.close()
+
+
+def test_compare_in_a_real_terminal(tmp_path):
+    """c, a path, enter: the tree marks the changed module; the tensor's figures are on the screen."""
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    sd = {"enc.weight": torch.randn(4, 4, generator=g), "dec.weight": torch.randn(4, 4, generator=g)}
+    save_file(sd, str(tmp_path / "a.safetensors"))
+    sd["dec.weight"][1, 2] += 3.0
+    save_file(sd, str(tmp_path / "b.safetensors"))
+    term = Terminal(f"{modeltui_command()} {tmp_path / 'a.safetensors'}", width=160, height=40)
+    try:
+        term.wait_for("enc")
+        term.keys("c")
+        term.wait_for("Compare with another checkpoint")
+        term.keys("C-u")
+        subprocess.run(["tmux", "send-keys", "-t", term.name, "-l", str(tmp_path / "b.safetensors")], check=True)
+        time.sleep(0.3)
+        term.keys("Enter")
+        screen = term.wait_for("~ dec")
+        assert "= enc" in screen and "~ (root)" in screen
+        term.keys("Down", "Right", "Down")
+        screen = term.wait_for("1 of 16 differ")
+        assert "at [1, 2]" in " ".join(line.strip(" │") for line in screen.splitlines()), screen
+        term.keys("q")
+        assert term.exit_code() == 0
+    finally:
+        term.close()

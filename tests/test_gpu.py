@@ -90,3 +90,16 @@ def test_activation_figures_kept_on_cuda_match_those_read_at_once_and_grads_are_
     assert r.ok, r.error
     assert o.model.tok.weight.grad.is_cuda
     assert r.grad_norms["lm_head.weight"] == pytest.approx(float(o.model.tok.weight.grad.norm()), rel=1e-5)
+
+
+def test_compare_a_cuda_tensor_with_a_cpu_one():
+    from modeltui.core.difference import diff_tensors
+
+    a = torch.randn(1000, 300)
+    b = a.clone()
+    b[400, 7] += 2.0
+    d = diff_tensors(a.cuda(), b)
+    assert d.differ == 1 and d.max_index == (400, 7) and abs(d.max_abs - 2.0) < 1e-6
+    ints = diff_tensors(torch.arange(10).cuda(), torch.arange(10) * 2)
+    assert ints.max_abs == 9 and ints.max_index == (9,)
+    assert diff_tensors(a.cuda(), a).status == "identical"

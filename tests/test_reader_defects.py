@@ -193,3 +193,34 @@ def test_import_failure_of_the_pickled_class_module_is_named(pickled_net, tmp_pa
     msg = str(e.value)
     assert "importing module 'mynet_broken'" in msg and "RuntimeError: needs a GPU driver" in msg
     assert "corrupt" not in msg
+
+
+def test_a_safetensors_file_is_mapped_once_when_threads_read_it_at_once(tmp_path):
+    """Workers reading at once (statistics while a checkpoint is made editable, compare threads) share one
+    mapping: a second one would leave its region registered after it is gone, and a later mapping at that
+    address would be read from the wrong file."""
+    import threading
+
+    import torch
+    from safetensors.torch import save_file
+
+    from modeltui.core.readers.safetensors import SafetensorsSource
+
+    path = str(tmp_path / "m.safetensors")
+    save_file({"a": torch.arange(1000.0), "b": torch.ones(10)}, path)
+    for _ in range(30):
+        source = SafetensorsSource({"a": path, "b": path})
+        barrier = threading.Barrier(4)
+        got = []
+
+        def read():
+            barrier.wait()
+            got.append(source.get("a"))
+
+        threads = [threading.Thread(target=read) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(source._regions) == 1 and len({t.data_ptr() for t in got}) == 1
+        source.close()

@@ -84,6 +84,7 @@ def deterministic(monkeypatch):
     ("edit", ("tensor", "pos.weight"), ("e",), None),
     ("tie", ("module", "lm_head"), ("t",), None),
     ("save", None, ("s",), None),
+    ("compare", None, ("c",), None),
     ("weights", None, ("w",), None),
     ("device", None, ("d",), None),
     ("help", None, ("question_mark",), None),

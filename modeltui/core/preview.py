@@ -57,6 +57,45 @@ def value_grid(t, text: str) -> ValueGrid:
     tensor's length or layout); a tensor of a checkpoint file is checked
     first and, if unedited, its window read with ``pread``.
     """
+    shown = _shown(t, text)
+    return _layout(shown, _to_list(shown.window))
+
+
+def value_grids(a, b, text: str) -> tuple[ValueGrid, ValueGrid, ValueGrid]:
+    """Grids of ``a``, ``b`` and ``a - b`` (in float64, per cell) for slice ``text``: the same cells of each.
+
+    ``a`` and ``b`` must have the same shape. Cells without a numeric
+    difference (fp4 pairs) show ``-`` in the third grid.
+    """
+    if tuple(a.shape) != tuple(b.shape):
+        raise SliceError(f"the shapes differ ({list(a.shape)} and {list(b.shape)}): no cells to set side by side")
+    sa, sb = _shown(a, text), _shown(b, text)
+    va, vb = _to_list(sa.window), _to_list(sb.window)
+    return _layout(sa, va), _layout(sb, vb), _layout(sa, _minus(va, vb))
+
+
+def _minus(x, y):
+    if isinstance(x, list):
+        return [_minus(p, q) for p, q in zip(x, y)]
+    if isinstance(x, str) or isinstance(y, str):
+        return "-"
+    return x - y if not isinstance(x, bool) else int(x) - int(y)
+
+
+@dataclass(slots=True)
+class _Shown:
+    """The cells a grid shows: their tensor (small), their indices and what the note says."""
+
+    window: object
+    labels: list
+    shape: tuple[int, ...]
+    note: str
+    total: int  # 1-D: how many values the slice has (the window holds the first of them)
+    rows: int = 0  # 2-D: the block's rows and columns (the window holds at most MAX_ROWS x MAX_COLS of them)
+    cols: int = 0
+
+
+def _shown(t, text: str) -> _Shown:
     import torch
 
     if t.is_meta:
@@ -79,18 +118,29 @@ def value_grid(t, text: str) -> ValueGrid:
         note = f"showing the leading 2-D block of a {out.dim()}-d result {list(out.shape)}"
         out = out[0]
         labels = labels[1:]
-    grid = ValueGrid(res_shape, note=note)
+    total = out.shape[0] if out.dim() == 1 else 0
+    rows, cols = tuple(out.shape) if out.dim() == 2 else (0, 0)
+    if out.dim() == 1:
+        out = out[:min(total, MAX_ROWS * 8)]
+    elif out.dim() == 2:
+        out = out[:MAX_ROWS, :MAX_COLS]
+    return _Shown(out, labels, res_shape, note, total, rows, cols)
+
+
+def _layout(shown: _Shown, vals) -> ValueGrid:
+    """A :class:`ValueGrid` of the values ``vals`` (nested lists of the shown window)."""
+    out, labels, note = shown.window, shown.labels, shown.note
+    grid = ValueGrid(shown.shape, note=note)
     if out.dim() == 0:
         grid.row_labels = [""]
         grid.col_labels = ["value"]
-        grid.cells = [[fmt_value(_to_list(out))]]
+        grid.cells = [[fmt_value(vals)]]
         return grid
     if out.dim() == 1:
-        n = out.shape[0]
+        n = shown.total
         lab = labels[-1] if labels else range(n)
         width = 8
-        take = min(n, MAX_ROWS * width)
-        vals = _to_list(out[:take])
+        take = out.shape[0]
         grid.col_labels = [f"+{i}" for i in range(min(width, n))]
         for r in range(0, take, width):
             grid.row_labels.append(str(lab[r]))
@@ -98,10 +148,9 @@ def value_grid(t, text: str) -> ValueGrid:
         if take < n:
             grid.note = f"showing {take:,} of {n:,} values; narrow the slice to see more"
         return grid
-    rows, cols = out.shape
+    r_take, c_take = out.shape
+    rows, cols = shown.rows, shown.cols
     rl, cl = (labels[-2], labels[-1]) if len(labels) >= 2 else (range(rows), range(cols))
-    r_take, c_take = min(rows, MAX_ROWS), min(cols, MAX_COLS)
-    vals = _to_list(out[:r_take, :c_take])
     grid.row_labels = [str(x) for x in rl[:r_take]]
     grid.col_labels = [str(x) for x in cl[:c_take]]
     grid.cells = [[fmt_value(v) for v in row] for row in vals]
@@ -153,4 +202,4 @@ def _fp4_pairs(x):
     return [flat[i:i + cols] for i in range(0, len(flat), cols)]
 
 
-__all__ = ["ValueGrid", "value_grid", "SliceError", "fmt_value"]
+__all__ = ["ValueGrid", "value_grid", "value_grids", "SliceError", "fmt_value"]

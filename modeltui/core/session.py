@@ -20,6 +20,7 @@ constants and non-persistent buffers, which no save can carry, are listed by
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -64,6 +65,7 @@ class Edit:
     constants: frozenset[str] = frozenset()  # names it changed that no save carries
     # how to redo it in a standalone script: (operation, arguments) for core.export; None: it cannot be
     recipe: tuple[str, dict] | None = None
+    names: frozenset[str] = frozenset()  # state_dict names it changed (what a save over a file would change)
 
     @property
     def nbytes(self) -> int:
@@ -92,6 +94,13 @@ class Session:
         self._lost_constants: frozenset[str] = frozenset()
         # edits, undo/redo and moves run in worker threads: one at a time
         self.lock = threading.RLock()
+        # files whose contents the session knows: the one opened, and each saved since
+        # (real path -> the edit on top when they matched the model, names lost to a dropped branch since)
+        self._files: dict[str, tuple[Edit | None, frozenset[str]]] = {}
+        weights = getattr(opened, "weights", None)
+        for path in (getattr(opened, "path", None), weights.path if weights is not None and weights.fits else None):
+            if path and os.path.isfile(path):
+                self._files[os.path.realpath(path)] = (None, frozenset())
 
     # ------------------------------------------------------------ state
 
@@ -99,17 +108,34 @@ class Session:
     def model(self):
         return self.opened.model
 
-    def _path(self) -> list[Edit]:
-        """The edits between the saved state and now (applied since, or undone since)."""
-        if self._anchor is None:
+    def _path(self, anchor: Edit | None | bool = False) -> list[Edit]:
+        """The edits between the saved state (or the state at ``anchor``) and now (applied since, or undone since)."""
+        if anchor is False:
+            anchor = self._anchor
+        if anchor is None:
             return list(self.undo_stack)
         for i, e in enumerate(self.undo_stack):
-            if e is self._anchor:
+            if e is anchor:
                 return self.undo_stack[i + 1:]
         for j, e in enumerate(self.redo_stack):
-            if e is self._anchor:
+            if e is anchor:
                 return self.redo_stack[j:]
         return []
+
+    def changed_since(self, path: str) -> list[str] | None:
+        """State_dict names that differ from file ``path`` now, from the record alone (nothing is read).
+
+        ``path`` must be the file the model was opened from or one it was saved
+        to in this session; for any other file the session cannot know: None.
+        """
+        key = os.path.realpath(path)
+        if key not in self._files:
+            return None
+        anchor, lost = self._files[key]
+        names = set(lost)
+        for e in self._path(anchor):
+            names |= e.names
+        return sorted(names)
 
     @property
     def dirty(self) -> bool:
@@ -124,9 +150,12 @@ class Session:
         return sorted(names)
 
     @_locked
-    def mark_saved(self) -> None:
+    def mark_saved(self, path: str | None = None) -> None:
+        """The model now matches what was saved (to ``path``, which :meth:`changed_since` then knows)."""
         self._anchor = self.undo_stack[-1] if self.undo_stack else None
         self._lost_state, self._lost_constants = False, frozenset()
+        if path:
+            self._files[os.path.realpath(path)] = (self._anchor, frozenset())
 
     def _branch(self) -> None:
         """A new edit drops the redo stack: remember what the dropped part of the path changed."""
@@ -135,13 +164,31 @@ class Session:
             self._lost_state = self._lost_state or any(e.state for e in lost)
             self._lost_constants = self._lost_constants.union(*(e.constants for e in lost))
             self._anchor = self.undo_stack[-1] if self.undo_stack else None
+        top = self.undo_stack[-1] if self.undo_stack else None
+        for key, (anchor, lost) in list(self._files.items()):
+            if anchor is not None and any(e is anchor for e in self.redo_stack):
+                dropped = self._path(anchor)
+                self._files[key] = (top, lost.union(*(e.names for e in dropped)))
         self.redo_stack.clear()
 
-    def _push(self, edit: Edit) -> None:
+    def _push(self, edit: Edit, before: dict[str, tuple] | None = None) -> None:
+        saved = {n for n, t in self.opened.tensors.items() if id(t) in edit.saved}
         self._branch()
         self.undo_stack.append(edit)
         self.log.append(edit.description)
         self._changed()
+        if before is not None:  # what the edit changed, by name: values written, objects or dtypes replaced
+            after = self._signatures()
+            moved = {n for n in before.keys() | after.keys() if before.get(n) != after.get(n)}
+            info = self.opened.info
+            edit.names = frozenset(n for n in saved | moved if n not in info.tensors or in_state_dict(info.tensors[n]))
+
+    def _signatures(self) -> dict[str, tuple]:
+        """Per tensor name: the object, its dtype and shape (a tie, a cast or a replaced Parameter changes it)."""
+        out = {}
+        for n, t in self.opened.tensors.items():
+            out[n] = (id(t), t.dtype, None if is_lazy(t) else tuple(t.shape))
+        return out
 
     def tensors(self, names: Iterable[str]) -> list[tuple[str, Any]]:
         """Unique tensors behind ``names`` (tied names give one tensor)."""
@@ -181,6 +228,7 @@ class Session:
         from modeltui.core.readers import filewatch
 
         self.check_files()
+        before = self._signatures()
         edit = Edit(description, recipe=recipe)
         tensors = [t for _, t in self.tensors(names)]
         slots = _snapshot_slots(modules)
@@ -216,7 +264,7 @@ class Session:
         if prune_unchanged and not edit.saved and not edit.slots:
             raise EditError(f"{description} changed nothing")
         edit.state, edit.constants = self._reach(edit)
-        self._push(edit)
+        self._push(edit, before)
         return result
 
     @_locked
@@ -231,6 +279,7 @@ class Session:
         import torch
 
         self.check_files()
+        before = self._signatures()
         try:
             with torch.no_grad():
                 result = do()
@@ -243,7 +292,7 @@ class Session:
             if isinstance(e, ModelTuiError):
                 raise EditError(str(e)) from None
             raise EditError(f"{description} failed: {type(e).__name__}: {first_line(e)}; nothing was changed") from None
-        self._push(Edit(description, redo_fn=do, undo_fn=undo, held_bytes=held_bytes, state=state, recipe=recipe))
+        self._push(Edit(description, redo_fn=do, undo_fn=undo, held_bytes=held_bytes, state=state, recipe=recipe), before)
         return result
 
     @_locked

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from modeltui.core.errors import Cancelled, ModelTuiError, StatsError, first_line
 from modeltui.core.tensors import dtype_name, is_lazy
@@ -171,10 +171,32 @@ def _compute(t, st: TensorStats, bins, chunk, should_stop, chunks, narrow_repeat
         acc = torch.float32
     if t.numel() == 0:
         return st
-    read = chunks(t, chunk)
-    kind = _kind(t, name)
-    is_float = kind == "float"
+    _passes(chunks(t, chunk), st, name, _kind(t, name), acc, bins, should_stop, t.device, repeat)
+    _scale(st, repeat)
+    return st
 
+
+def chunk_stats(read: Callable[[], Iterator], numel: int, *, dtype: str = "float64", bins: int = 32,
+                should_stop: Callable[[], bool] | None = None) -> TensorStats:
+    """:class:`TensorStats` of values that come as chunks, not as one tensor (a difference of two tensors).
+
+    ``read()`` returns a fresh iterator of 1-D float64 CPU chunks (it is
+    called twice: one pass for the extremes, one for the moments and the
+    histogram); ``numel`` is how many values there are in all.
+    """
+    import torch
+
+    st = TensorStats(numel=numel, dtype=dtype)
+    if numel:
+        _passes(read, st, "float64", "float", torch.float64, bins, should_stop, torch.device("cpu"), 1)
+    return st
+
+
+def _passes(read, st: TensorStats, name: str, kind: str, acc, bins, should_stop, device, repeat: int) -> None:
+    """The two passes over ``read()``'s chunks that fill ``st`` (counts before any stride-0 scaling)."""
+    import torch
+
+    is_float = kind == "float"
     # Pass 1, in the chunk's own dtype (cheap): NaN/Inf counts, zeros, min and max.
     lo = hi = None
     finite = 0
@@ -193,11 +215,10 @@ def _compute(t, st: TensorStats, bins, chunk, should_stop, chunks, narrow_repeat
         hi = cmax if hi is None else max(hi, cmax)
     st.finite = finite
     if not finite:
-        _scale(st, repeat)
-        return st
+        return
     # Pass 2, upcast: moments (merged per chunk, Chan et al.), the histogram and a quantile sample.
     edges, bins, hist_lo, hist_hi = _bins(float(lo), float(hi), bins, is_float)
-    counts = torch.zeros(bins, dtype=acc, device=t.device)
+    counts = torch.zeros(bins, dtype=acc, device=device)
     has_bad = st.nan + st.posinf + st.neginf > 0
     count = 0
     mean = m2 = sumsq = 0.0
@@ -235,8 +256,6 @@ def _compute(t, st: TensorStats, bins, chunk, should_stop, chunks, narrow_repeat
         st.hist_counts, st.hist_edges = [count], [float(lo), float(hi)]
     st.quantiles = _quantiles(torch.cat(sample) if sample else torch.empty(0, dtype=acc))
     st.sampled = finite > SAMPLE
-    _scale(st, repeat)
-    return st
 
 
 def _sample(x, n: int, finite: int, gen):

@@ -41,6 +41,9 @@ ACTIONS: tuple[Action, ...] = (
     Action("z", "freeze", "Freeze", "Freeze / unfreeze", "freeze or unfreeze the selected subtree's parameters (requires_grad; ❄ in the tree)", footer=False),
     Action("w", "load_weights", "Weights", "Load weights", "load weights from a checkpoint onto the model (undoable; misfits listed)", footer=False),
     Action("s", "save", "Save", "Save", "save the state_dict (.safetensors or .pt), verified, atomic"),
+    Action("c", "compare", "Diff", "Compare", "compare with another checkpoint or model, or the file it came from: "
+           "the tree marks = identical, ~ changed, + only here, − only there", footer=False),
+    Action("C", "changed_only", "Changed", "Changed only", "show only what the comparison found changed (toggle)", footer=False),
     Action("d", "device", "Dev", "Device / dtype", "move the model to another device, or cast its dtype"),
     Action("u", "undo", "Undo", "Undo", "undo the last change"),
     Action("ctrl+y", "redo", "Redo", "Redo", "redo the last undone change", footer=False),

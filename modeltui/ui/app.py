@@ -24,6 +24,7 @@ from modeltui.core.request import OpenRequest
 from modeltui.format import visible
 from modeltui.ui.actions import ACTIONS, bindings
 from modeltui.ui.commands import GoToProvider
+from modeltui.ui.compare_actions import CompareActions
 from modeltui.ui.executor import DaemonThreadExecutor, abandoned_work, peak_rss
 from modeltui.ui.edit_actions import EditActions
 from modeltui.ui.forward_actions import ForwardActions
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from modeltui.core.targets import Opened
 
 
-class ModelTuiApp(EditActions, KeyActions, ForwardActions, App[int]):
+class ModelTuiApp(CompareActions, EditActions, KeyActions, ForwardActions, App[int]):
     """Browse and edit a PyTorch model or checkpoint."""
 
     CSS_PATH = "app.tcss"

@@ -169,13 +169,14 @@ class EditActions:
         unsaved = getattr(self.session, "unsaved_constants", None)
         module, tensor = self.main.selection()
         subtree = module if module else (self.info.tensors[tensor].module if tensor in self.info.tensors else "")
-        self.push_screen(SaveDialog(self.opened, path, unsaved() if unsaved is not None else None, subtree=subtree), self._saved)
+        self.push_screen(SaveDialog(self.opened, path, unsaved() if unsaved is not None else None,
+                                    self.session, subtree=subtree), self._saved)
 
     def _saved(self, report) -> None:
         if report is None:
             return
         if self.session is not None:
-            self.session.mark_saved()
+            self.session.mark_saved(report.path)
         self.refresh_views()
         notes = report.notes()
         self.say([report.summary()] + notes, title="Saved", timeout=10,

@@ -170,3 +170,17 @@ class RenamePreviewed(Message):
 
     request: int
     preview: RenamePreview
+
+
+@dataclass
+class CompareDetails(Message):
+    """Both sides' statistics, the difference's and the side-by-side values of one compared tensor."""
+
+    request: int
+    name: str
+    this: TensorStats | None = None
+    other: TensorStats | None = None
+    diff: TensorStats | None = None
+    grids: tuple | None = None  # (this, other, difference) ValueGrids of the slice
+    errors: list[str] = field(default_factory=list)  # what could not be computed, one line each
+

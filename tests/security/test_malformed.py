@@ -55,6 +55,21 @@ def test_cli_one_line_exit_2(broken, name, capsys):
     assert out == "" and err.startswith("modeltui: error: ") and err.count("\n") == 1 and expect in err
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_cli_diff_with_a_broken_second_file_one_line_exit_2(broken, name, capsys, tmp_path):
+    """``A --diff BROKEN``: B is reported like any corrupt file, whatever the output format."""
+    from safetensors.torch import save_file
+    import torch
+
+    good = str(tmp_path / "good.safetensors")
+    save_file({"a": torch.arange(6, dtype=torch.float32).reshape(2, 3)}, good)
+    path, expect = broken[name]
+    for fmt in ([], ["--json"]):
+        assert cli_main([good, "--diff", path, *fmt]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith("modeltui: error: ") and err.count("\n") == 1 and expect in err
+
+
 def test_bounded_memory_in_a_fresh_process(broken):
     """Peak RSS after opening every broken file stays within 64 MB of opening a valid one."""
     code = (

@@ -247,12 +247,15 @@ def check_tensor(t) -> Location | None:
 _GAP = 1 << 16  # bytes of unwanted data worth reading to save a system call
 
 
-def read_span(loc: Location, t, start: int, count: int):
-    """Elements ``[start, start + count)`` of contiguous ``t`` (a fresh 1-D tensor), read with pread."""
+def read_span(loc: Location, t, start: int, count: int, out=None):
+    """Elements ``[start, start + count)`` of contiguous ``t`` (a fresh 1-D tensor), read with pread.
+
+    ``out``: a uint8 buffer of at least that many bytes to read into instead (reused by streaming passes).
+    """
     import torch
 
     item = t.element_size()
-    out = torch.empty(count * item, dtype=torch.uint8)
+    out = torch.empty(count * item, dtype=torch.uint8) if out is None else out[:count * item]
     if count:
         loc.file.pread_into(out.data_ptr(), count * item, loc.offset + start * item)
     return out.view(t.dtype)

@@ -69,12 +69,13 @@ def source_location(t):
     return filewatch.check_tensor(t)
 
 
-def chunks(t, chunk: int) -> Callable[[], Iterator]:
+def chunks(t, chunk: int, *, reuse: bool = False) -> Callable[[], Iterator]:
     """A function returning a fresh iterator over ``t``'s elements in 1-D chunks (call it once per pass).
 
     ``t`` must be strided and free of stride-0 dimensions (see
     :func:`narrow_repeats`); a quantized tensor comes out dequantized. Its file, if it has one, is checked on every
-    call; unedited file-backed tensors are read with ``pread``.
+    call; unedited file-backed tensors are read with ``pread`` (with ``reuse``, into one buffer: a chunk is then
+    valid only until the next one is asked for).
     """
     n = t.numel()
 
@@ -86,9 +87,14 @@ def chunks(t, chunk: int) -> Callable[[], Iterator]:
         def dense():
             loc = located()
             flat = t.as_strided((n,), (1,)) if n else t.reshape(-1)
+            buf = None
+            if reuse and loc is not None and n:
+                import torch
+
+                buf = torch.empty(min(chunk, n) * t.element_size(), dtype=torch.uint8)
             for start in range(0, n, chunk):
                 count = min(chunk, n - start)
-                yield filewatch.read_span(loc, t, start, count) if loc is not None else flat[start:start + count]
+                yield filewatch.read_span(loc, t, start, count, buf) if loc is not None else flat[start:start + count]
         return dense
 
     def blocked():
@@ -111,3 +117,61 @@ def window(t):
     if loc is not None and loc.clean:
         return filewatch.read_window(loc, t)
     return t
+
+
+def ordered_chunks(t, chunk: int, *, reuse: bool = False) -> Iterator:
+    """``t``'s elements as 1-D chunks of at most ``chunk`` elements, in row-major (logical) order.
+
+    Unlike :func:`chunks` (storage order, faster for statistics) the order is
+    the same for any layout, so two tensors of one shape can be read side by
+    side (:func:`paired`). Stride-0 dimensions are expanded block by block
+    (bounded). A quantized tensor comes out dequantized. Unedited
+    file-backed tensors are read with ``pread`` after checking their file.
+    """
+    n = t.numel()
+    if n == 0:
+        return
+    loc = source_location(t)
+    loc = loc if loc is not None and loc.clean else None
+    if t.is_contiguous() and not t.is_quantized:
+        flat = t.reshape(-1)
+        buf = None
+        if reuse and loc is not None:
+            import torch
+
+            buf = torch.empty(min(chunk, n) * t.element_size(), dtype=torch.uint8)
+        for start in range(0, n, chunk):
+            count = min(chunk, n - start)
+            yield filewatch.read_span(loc, t, start, count, buf) if loc is not None else flat[start:start + count]
+        return
+    limit = min(chunk, WINDOW_BLOCK) if loc is not None else chunk
+    for idx in _blocks(tuple(t.shape), limit):
+        block = t[idx]
+        if block.is_quantized:
+            yield block.dequantize().reshape(-1)
+        elif loc is not None:
+            yield filewatch.read_window(filewatch.locate(block), block).reshape(-1)
+        else:
+            yield block.reshape(-1)
+
+
+def paired(a, b, chunk: int, *, reuse: bool = False) -> Iterator[tuple]:
+    """Aligned 1-D pieces ``(pa, pb)`` of two tensors of one shape, in row-major order.
+
+    The two sides may be laid out differently (their chunks are cut at
+    different places): pieces are re-cut so that ``pa[i]`` and ``pb[i]`` are
+    the same element. At most about two chunks per side are in memory;
+    with ``reuse`` a piece is valid only until the next is asked for.
+    """
+    ia, ib = ordered_chunks(a, chunk, reuse=reuse), ordered_chunks(b, chunk, reuse=reuse)
+    ca = cb = None
+    while True:
+        if ca is None or ca.numel() == 0:
+            ca = next(ia, None)
+        if cb is None or cb.numel() == 0:
+            cb = next(ib, None)
+        if ca is None or cb is None:
+            return
+        k = min(ca.numel(), cb.numel())
+        yield ca[:k], cb[:k]
+        ca, cb = ca[k:], cb[k:]

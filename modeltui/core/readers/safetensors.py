@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,8 +219,19 @@ class SafetensorsSource(TensorSource):
         self._handles: dict[str, Any] = {}
         self._maps: dict[str, tuple[Any, dict[str, Any]]] = {}  # path -> (data bytes, entries by name)
         self._regions: list[Region] = []
+        # workers call get() at once (statistics while a checkpoint is made editable, compare threads): a file
+        # mapped twice would leave the first mapping's region registered after that mapping is gone, and a
+        # later mapping at the same address would then be read from the wrong file
+        self._lock = threading.RLock()
 
     def _file(self, path: str) -> WatchedFile:
+        f = self._watched.get(path)
+        if f is not None:
+            return f
+        with self._lock:
+            return self._open_file(path)
+
+    def _open_file(self, path: str) -> WatchedFile:
         f = self._watched.get(path)
         if f is None:
             try:
@@ -230,6 +242,13 @@ class SafetensorsSource(TensorSource):
         return f
 
     def _mapped(self, path: str):
+        m = self._maps.get(path)
+        if m is not None:
+            return m
+        with self._lock:
+            return self._map(path)
+
+    def _map(self, path: str):
         m = self._maps.get(path)
         if m is None:
             import mmap

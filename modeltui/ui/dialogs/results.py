@@ -89,7 +89,7 @@ class ForwardResultScreen(ModalScreen[None]):
             for p, rec in slow:
                 t.append(f"  {rec.ms:8.2f} ms  ", style="dim")
                 t.append(f"{visible(p, limit=80)}  {', '.join(fmt_shape(s) for s in rec.shapes)}\n")
-        t.append("\nl: the layers view (every module's statistics and grad norm, a plot against depth)   escape to close",
+        t.append("\nl: layers view (statistics, grad norms, a plot by depth)   escape: close",
                  style="dim")
         with VerticalScroll(classes="dialog result"):
             yield Static(t)

@@ -31,17 +31,54 @@ def container_note(opened, path: str) -> str:
     return f"The training state ({names}) is kept as it was; the weights are replaced."
 
 
+MAX_CHANGES_SHOWN = 8
+
+
+def overwrite_note(opened, session, path: str) -> str:
+    """What saving over the existing file ``path`` changes in it, from the session's record ("" if it does not exist).
+
+    Nothing is read: the session knows the file the model came from and the
+    files it saved to; for another file it says it cannot tell.
+    """
+    full = os.path.expanduser(path)
+    if not path or not os.path.isfile(full):
+        return ""
+    names = session.changed_since(full) if session is not None else ([] if _is_source(opened, full) else None)
+    shown = visible(os.path.basename(full), limit=60)
+    if names is None:
+        return (f"{shown} exists and is not a file this session read or wrote: modeltui cannot tell what it holds; "
+                "it will be replaced (c compares with it first).")
+    if not names:
+        return f"Overwriting {shown} changes no tensor: the model matches it."
+    few = ", ".join(visible(n, limit=60) for n in names[:MAX_CHANGES_SHOWN])
+    more = f" and {len(names) - MAX_CHANGES_SHOWN:,} more" if len(names) > MAX_CHANGES_SHOWN else ""
+    return f"Overwriting {shown} changes {len(names):,} tensor(s): {few}{more}."
+
+
+def _is_source(opened, path: str) -> bool:
+    """Whether ``path`` is the file the model was read from (with no session nothing was edited since)."""
+    weights = getattr(opened, "weights", None)
+    for p in (getattr(opened, "path", None), weights.path if weights is not None else None):
+        try:
+            if p and os.path.samefile(p, path):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 class SaveDialog(Dialog["SaveReport"]):
-    """Save the state_dict: the path decides the format; asks before overwriting."""
+    """Save the state_dict: the path decides the format; asks before overwriting (saying which tensors change)."""
 
     OK = "Save"
 
-    def __init__(self, opened, path: str, not_saved: list[str] | None = None, subtree: str = ""):
+    def __init__(self, opened, path: str, not_saved: list[str] | None = None, session=None, subtree: str = ""):
         super().__init__()
         self.opened = opened
         self.path = path
         self.not_saved = not_saved  # edited tensors a state_dict cannot carry (None: every constant)
         self.subtree = subtree  # the selected module: "only this subtree" offers to extract it
+        self.session = session  # core.Session: what changed since a file was read or written
 
     def title_text(self) -> str:
         return "Save the state_dict"
@@ -55,6 +92,8 @@ class SaveDialog(Dialog["SaveReport"]):
         yield Checkbox(f"only the keys under {visible(self.subtree or '(root)', limit=40)}, that prefix removed",
                        id="extract", compact=True, disabled=not self.subtree)
         yield Static(Text(container_note(self.opened, self.path), style="bold yellow"), id="container-note")
+        note = overwrite_note(self.opened, self.session, self.path)
+        yield Static(Text(note, style="bold yellow"), id="changes-note", classes="" if note else "hidden")
         yield Static(Text("Written to a temp file, read back and checked, then moved into place; "
                           "tied tensors are stored once.", style="dim"))
 
@@ -72,6 +111,10 @@ class SaveDialog(Dialog["SaveReport"]):
     def _path_changed(self, event: Input.Changed) -> None:
         self._show_shard(event.value.strip())
         self.query_one("#container-note", Static).update(Text(container_note(self.opened, event.value.strip()), style="bold yellow"))
+        note = overwrite_note(self.opened, self.session, event.value.strip())
+        changes = self.query_one("#changes-note", Static)
+        changes.update(Text(note, style="bold yellow"))
+        changes.set_class(not note, "hidden")
 
     def submit(self) -> None:
         from modeltui.core.save_checks import SaveError, is_folder_destination, save_conflict
@@ -103,7 +146,10 @@ class SaveDialog(Dialog["SaveReport"]):
             if yes:
                 self._start(path)
 
-        self.app.push_screen(Confirm(visible(question), "Write", "Keep it"), answer)
+        note = overwrite_note(self.opened, self.session, path)
+        if note:
+            question = f"{question}\n\n{note}"
+        self.app.push_screen(Confirm(visible(question, newlines=True), "Write", "Keep it"), answer)
 
     def _start(self, path: str) -> None:
         from modeltui.core.saving import save_opened

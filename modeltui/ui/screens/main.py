@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, Tree
 
 from modeltui.format import visible
-from modeltui.ui.widgets import HeaderBar, ModulePanel, ModuleTree, NodeRef, SearchBar, TensorPanel
+from modeltui.ui.widgets import ComparePanel, HeaderBar, ModulePanel, ModuleTree, NodeRef, SearchBar, TensorPanel
 
 if TYPE_CHECKING:
     from modeltui.core.targets import Opened
@@ -40,6 +40,7 @@ class MainScreen(Screen):
             with VerticalScroll(id="detail"):
                 yield Static("", id="message")
                 yield ModulePanel(id="module-panel")
+                yield ComparePanel(id="compare-panel")  # above the tensor panel: with a comparison on, it is what matters
                 yield TensorPanel(id="tensor-panel")
         yield Footer(compact=True)
 
@@ -68,6 +69,10 @@ class MainScreen(Screen):
     def search_bar(self) -> SearchBar:
         return self.query_one(SearchBar)
 
+    @property
+    def compare_panel(self) -> ComparePanel:
+        return self.query_one(ComparePanel)
+
     # ------------------------------------------------------------ showing a model
 
     def show_loading(self, target: str) -> None:
@@ -95,6 +100,21 @@ class MainScreen(Screen):
             self.tree.nonfinite = set(nonfinite)
         self.tree.grad_norms = grad_norms
         self.module_panel.grad_norms = grad_norms
+
+    def show_comparison(self, comparison, changed_only: bool = False) -> None:
+        """Mark the tree with ``comparison`` (None: no marks), optionally only what changed, and keep the cursor."""
+        if self.opened is None:
+            return
+        tree = self.tree
+        ref = tree.cursor_ref()
+        tree.set_compare(comparison.marks if comparison is not None else None, changed_only)
+        tree.load(self.opened.info)
+        self.compare_panel.set(comparison, self.opened)
+        if ref is not None and ref.kind in ("module", "tensor") and (ref.name in self.opened.info.modules
+                                                                     or ref.name in self.opened.info.tensors):
+            tree.reveal(ref)
+        else:
+            self.show_module("")
 
     def refresh_model(self, dirty: bool, outputs: dict | None = None) -> None:
         """The model changed (an edit, undo, a forward pass): refresh every view from it."""
@@ -158,11 +178,22 @@ class MainScreen(Screen):
         if ref is None or self.opened is None or ref.kind == "page":
             return
         info = self.opened.info
+        compare = self.compare_panel
         if ref.kind == "module":
             self.show_module(ref.name)
+            compare.hide()
+        elif ref.kind == "other":  # a tensor only the compared target has
+            parent = event.node.parent.data if event.node.parent is not None else None
+            self.show_module(parent.name if parent is not None else "")
+            self.tensor_panel.hide()
+            ghost = self.tree.ghost(ref.name)
+            from modeltui.core.slicing import default_slice
+
+            compare.show_other(ref.name, default_slice(ghost.shape) if ghost is not None else "")
         elif ref.name in info.tensors:
             self.show_module(info.tensors[ref.name].module)
             self.tensor_panel.show(self.opened, ref.name)
+            compare.show_tensor(ref.name, self.tensor_panel.slice_text)
 
     def show_module(self, path: str) -> None:
         info = self.opened.info if self.opened is not None else None
@@ -211,6 +242,7 @@ class MainScreen(Screen):
 
     @on(TensorPanel.SliceChosen)
     def _slice_chosen(self) -> None:
+        self.compare_panel.show_slice(self.tensor_panel.slice_text)
         self.tree.focus()
 
     # ------------------------------------------------------------ keys the app forwards

@@ -145,6 +145,11 @@ class TensorPanel(Vertical):
     def info(self):
         return self.opened.info if self.opened is not None else None
 
+    @property
+    def slice_text(self) -> str:
+        """The slice in the box now (the compare panel shows the same cells)."""
+        return self.query_one("#slice", Input).value
+
     def show(self, opened: Opened, name: str) -> None:
         """Show tensor ``name``: its facts now, statistics and values from workers."""
         if name not in opened.info.tensors:

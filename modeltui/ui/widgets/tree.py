@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from modeltui.core.compare_tree import CompareMarks, Ghost
 from modeltui.core.structure import ModelInfo, ModuleInfo, TensorInfo
 from modeltui.format import fmt_count, fmt_shape, visible
 
@@ -28,8 +29,8 @@ NAME_LIMIT = 80  # a name longer than this is cut (the full name is in the panel
 class NodeRef:
     """What a tree node stands for: a module path, a tensor name, or a page of a big module."""
 
-    kind: str  # "module" | "tensor" | "page"
-    name: str  # module path / tensor name / module path of the page
+    kind: str  # "module" | "tensor" | "page" | "other" (a tensor only the compared target has)
+    name: str  # module path / tensor name / module path of the page / the other target's tensor name
     start: int = 0  # for "page": the first row of the page it shows
 
 
@@ -40,10 +41,24 @@ def compact_shape(shape) -> str:
     return "×".join(str(d) for d in shape) if len(shape) else "scalar"
 
 
+#: compare marks (see core.compare_tree) and their styles
+MARK_STYLES = {"=": "green", "~": "bold yellow", "+": "bold cyan", "−": "bold red"}
+
+
+def _compare_mark(t: Text, mark: str) -> None:
+    """``~+ `` before a label: what a comparison found (one style per mark)."""
+    for ch in mark:
+        t.append(ch, style=MARK_STYLES.get(ch, ""))
+    t.append(" ")
+
+
 def module_label(m: ModuleInfo, info: ModelInfo, bad: set[str], outputs: dict | None = None,
-                 nonfinite: bool = False) -> Text:
-    """``name Class 1.2K ⇄❄?⚠ → 2×10``: marks, and the last forward's output shape (red when it held NaN/Inf)."""
+                 nonfinite: bool = False, mark: str = "") -> Text:
+    """``name Class 1.2K ⇄❄?⚠ → 2×10``: marks, and the last forward's output shape (red when it held NaN/Inf;
+    a compare mark first)."""
     t = Text()
+    if mark:
+        _compare_mark(t, mark)
     t.append(visible(m.name or "(root)", limit=NAME_LIMIT), style="bold")
     if m.type:
         t.append(f" {visible(m.type, limit=NAME_LIMIT)}", style="cyan")
@@ -75,10 +90,13 @@ def grad_text(norm: float) -> str:
     return f"∇{norm:.3g}"
 
 
-def tensor_label(x: TensorInfo, bad: set[str], grad_norm: float | None = None, saved_keys: dict | None = None) -> Text:
+def tensor_label(x: TensorInfo, bad: set[str], grad_norm: float | None = None, saved_keys: dict | None = None,
+                 mark: str = "") -> Text:
     """``.weight [8, 4] float32 ∇0.012`` with the same marks as modules, its grad's norm after a backward,
-    and ``→ key`` / ``✗ not saved`` after key surgery."""
+    ``→ key`` / ``✗ not saved`` after key surgery (a compare mark first)."""
     t = Text()
+    if mark:
+        _compare_mark(t, mark)
     style = {"parameter": "", "buffer": "italic", "constant": "italic magenta", "tensor": ""}.get(x.kind, "")
     t.append(f".{visible(x.attr, limit=NAME_LIMIT)}", style=style or "white")
     t.append(f" {fmt_shape(x.shape)}", style="green")
@@ -104,6 +122,17 @@ def tensor_label(x: TensorInfo, bad: set[str], grad_norm: float | None = None, s
     return t
 
 
+def ghost_label(g: Ghost) -> Text:
+    """``− .weight [8, 4] float32 only there``: a tensor only the compared target has."""
+    t = Text()
+    _compare_mark(t, "−")
+    t.append(f".{visible(g.attr, limit=NAME_LIMIT)}", style="red")
+    t.append(f" {fmt_shape(g.shape)}", style="green")
+    t.append(f" {visible(g.dtype)}", style="dim")
+    t.append(" only there", style="dim italic")
+    return t
+
+
 def _page_label(count: int, later: bool) -> Text:
     arrow, where = ("▼", "more") if later else ("▲", "earlier")
     return Text(f"{arrow} {count:,} {where} (enter shows them)", style="dim italic")
@@ -126,6 +155,9 @@ class ModuleTree(Tree[NodeRef]):
         self.grad_norms: dict[str, float] = {}  # tensor name -> grad norm (after a backward)
         self.nodes_by_ref: dict[NodeRef, TreeNode[NodeRef]] = {}
         self._window: dict[int, int] = {}  # node id -> first row shown (filled nodes only)
+        self.marks: CompareMarks | None = None  # a comparison's marks (c), or None
+        self.changed_only = False  # with marks: hide what is identical
+        self._ghosts: dict[str, Ghost] = {}
         self.show_root = True
         self.guide_depth = 2
 
@@ -144,15 +176,43 @@ class ModuleTree(Tree[NodeRef]):
         self.move_cursor(self.root)
 
     def _module_label(self, m: ModuleInfo) -> Text:
-        return module_label(m, self.info, self.bad, self.outputs, nonfinite=m.path in self.nonfinite)
+        return module_label(m, self.info, self.bad, self.outputs, nonfinite=m.path in self.nonfinite,
+                            mark=self._module_mark(m.path))
 
     def _tensor_label(self, x: TensorInfo) -> Text:
-        return tensor_label(x, self.bad, self.grad_norms.get(x.name), self.info.saved_keys)
+        return tensor_label(x, self.bad, self.grad_norms.get(x.name), self.info.saved_keys, self._tensor_mark(x.name))
 
-    @staticmethod
-    def rows(m: ModuleInfo) -> list[NodeRef]:
-        """What a module node holds, in order: its own tensors, then its children (the order of state_dict())."""
-        return [NodeRef("tensor", n) for n in m.tensors] + [NodeRef("module", c) for c in m.children]
+    def set_compare(self, marks: CompareMarks | None, changed_only: bool = False) -> None:
+        """Show a comparison's marks (None: none); ``changed_only`` hides what is identical. Call :meth:`load` after."""
+        self.marks = marks
+        self.changed_only = changed_only and marks is not None
+        self._ghosts = {g.other: g for gs in marks.ghosts.values() for g in gs} if marks is not None else {}
+
+    def ghost(self, name: str) -> Ghost | None:
+        """The tensor only the compared target has, shown as row ``NodeRef("other", name)``."""
+        return self._ghosts.get(name)
+
+    def _module_mark(self, path: str) -> str:
+        return self.marks.modules.get(path, "") if self.marks is not None else ""
+
+    def _tensor_mark(self, name: str) -> str:
+        return self.marks.tensors.get(name, "") if self.marks is not None else ""
+
+    def rows(self, m: ModuleInfo) -> list[NodeRef]:
+        """What a module node holds, in order: its own tensors, then its children (the order of state_dict()).
+
+        With a comparison, the tensors only the other target has come after the
+        module's own; with the changed-only filter, what is identical goes.
+        """
+        tensors = [NodeRef("tensor", n) for n in m.tensors]
+        children = [NodeRef("module", c) for c in m.children]
+        if self.marks is None:
+            return tensors + children
+        ghosts = [NodeRef("other", g.other) for g in self.marks.ghosts.get(m.path, [])]
+        if self.changed_only:
+            tensors = [r for r in tensors if self.marks.changed(r.name)]
+            children = [r for r in children if self.marks.module_changed(r.name)]
+        return tensors + ghosts + children
 
     def fill(self, node: TreeNode[NodeRef], start: int = 0) -> None:
         """Add a module node's rows once (a page of them from ``start``)."""
@@ -174,10 +234,13 @@ class ModuleTree(Tree[NodeRef]):
         for r in rows[start:end]:
             if r.kind == "tensor":
                 child = node.add_leaf(self._tensor_label(self.info.tensors[r.name]), data=r)
+            elif r.kind == "other":
+                child = node.add_leaf(ghost_label(self._ghosts[r.name]), data=r)
             else:
                 cm = self.info.modules[r.name]
+                ghosts = self.marks is not None and self.marks.ghosts.get(r.name)
                 child = node.add(self._module_label(cm), data=r,
-                                 allow_expand=bool(cm.children or cm.tensors))
+                                 allow_expand=bool(cm.children or cm.tensors or ghosts))
             self.nodes_by_ref[r] = child
         if end < len(rows):
             node.add_leaf(_page_label(len(rows) - end, later=True), data=NodeRef("page", ref.name, end))
