@@ -288,6 +288,10 @@ async def test_save_dialog_says_training_state_is_not_in_safetensors(ckpts, sett
         d.query_one("#path", Input).value = "x.ckpt"
         await pilot.pause()
         assert "kept" in str(d.query_one("#container-note", Static).render())
+        d.query_one("#path", Input).value = "shards/"  # a sharded folder is safetensors too
+        await pilot.pause()
+        note = str(d.query_one("#container-note", Static).render())
+        assert "not included" in note and "kept" not in note
 
 
 async def test_editing_a_constant_says_it_will_not_be_saved(settle):

@@ -209,7 +209,7 @@ def save_conflict(opened, path: str) -> str | None:
         if dest.endswith(TORCH):
             question += f" Its other entries ({entries}) are kept."
         else:
-            question += f" A .safetensors file holds weights only: {entries} are not included."
+            question += f" safetensors holds weights only: {entries} are not included."
     return question
 
 

@@ -69,7 +69,7 @@ class SaveReport:
         """What the user must be told: data the file does not hold."""
         out = []
         if self.dropped_entries:
-            out.append(f"a .safetensors file holds weights only: the training state ({_few(self.dropped_entries)}) "
+            out.append(f"safetensors holds weights only: the training state ({_few(self.dropped_entries)}) "
                        "is not included; save as .ckpt or .pt to keep it")
         if self.not_saved:
             out.append(f"{len(self.not_saved)} tensor(s) are not part of the state_dict and were not saved "

@@ -10,6 +10,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.widgets import Checkbox, Input, Label, Static
 
+from modeltui.core.save_checks import is_folder_destination
 from modeltui.format import visible
 from modeltui.ui.dialogs.base import Confirm, Dialog
 
@@ -26,6 +27,8 @@ def container_note(opened, path: str) -> str:
     if not others:
         return ""
     names = ", ".join(visible(n, limit=40) for n in others[:5]) + ("…" if len(others) > 5 else "")
+    if is_folder_destination(path):
+        return f"The training state ({names}) is not included: a sharded folder holds weights only."
     if path.endswith(".safetensors"):
         return f"The training state ({names}) is not included: a .safetensors file holds weights only."
     return f"The training state ({names}) is kept as it was; the weights are replaced."
