@@ -59,6 +59,7 @@ async def test_compare_marks_every_node_and_lists_what_only_the_other_has(ui, pa
         assert not isinstance(app.screen, CompareDialog)
         assert app.comparison.summary() == "1 changed, 1 only here, 1 only there, 5 identical"
         assert any("1 changed, 1 only here, 1 only there, 5 identical" in n for n in ui.notes(app))
+        assert not any("\\n" in n for n in ui.notes(app))  # the report's lines are lines, not escaped newlines
         await ui.select(pilot, NodeRef("tensor", "layers.1.mlp.weight"))
         await ui.select(pilot, NodeRef("tensor", "layers.0.attn.weight"))
         await ui.select(pilot, NodeRef("tensor", "head.weight"))

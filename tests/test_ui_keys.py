@@ -244,6 +244,7 @@ async def test_weights_that_fit_after_stripping_are_offered_at_open_and_with_w(t
         await ui.settle(pilot)
         assert torch.equal(app.opened.model.tok.weight, model.tok.weight)
         assert "prefix 'module.' stripped" in app.session.log[-1]
+        assert any("tensors loaded from" in n for n in ui.notes(app)) and not any("\\n" in n for n in ui.notes(app))
         # w: asked before loading
         torch.manual_seed(9)
         _, path2 = ddp_file(tmp_path / "..", seed=9)

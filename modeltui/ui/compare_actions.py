@@ -39,9 +39,11 @@ class CompareActions:
         if report.mapping is not None:
             lines.append(f"key mapping: {report.mapping.describe()}")
         if report.identical:
-            lines.append("identical: every tensor matches bit for bit")
+            aliases = sum(1 for t in report.only_a + report.only_b if t.tied_to)
+            lines.append("identical: every tensor matches bit for bit"
+                         + (f" (the {aliases:,} name(s) one side lacks are tied aliases)" if aliases else ""))
         lines.append("C shows only what changed")
-        self.say("\n".join(lines), title="Compared", timeout=10,
+        self.say(lines, title="Compared", timeout=10,
                  severity="information" if report.identical else "warning")
 
     def action_changed_only(self) -> None:

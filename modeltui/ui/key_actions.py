@@ -145,7 +145,7 @@ class KeyActions:
     # ------------------------------------------------------------ running
 
     @work(thread=True, exclusive=False, exit_on_error=False, group="keys")
-    def run_key_edit(self, title: str, job: Callable[[], str]) -> None:
+    def run_key_edit(self, title: str, job: Callable[[], str | list[str]]) -> None:
         """Run a key edit off the UI thread (the session's lock keeps edits in order)."""
         try:
             desc = job()
@@ -162,5 +162,5 @@ class KeyActions:
         self.say(message.description, title=message.title, timeout=6)
 
 
-def _loaded(report) -> str:
-    return "\n".join([f"{len(report.loaded)} tensors loaded from {os.path.basename(report.path)}"] + report.lines()[:5])
+def _loaded(report) -> list[str]:
+    return [f"{len(report.loaded)} tensors loaded from {os.path.basename(report.path)}"] + report.lines()[:5]

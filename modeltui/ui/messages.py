@@ -160,7 +160,7 @@ class KeyEditDone(Message):
     """A key edit (drop, freeze, strip, weights loaded with a prefix stripped) or an export finished."""
 
     title: str
-    description: str = ""
+    description: str | list[str] = ""  # a list is shown one line each
     error: str = ""
 
 
