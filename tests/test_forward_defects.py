@@ -103,3 +103,18 @@ def test_a_class_that_needs_arguments_warns_instead_of_opening_silently_empty():
     assert any("MySequential was built with no arguments and is empty" in w and "*args" in w for w in o.info.warnings)
     assert not any("built with no arguments" in w for w in open_target("sample_models.book:my_sequential").info.warnings)
     assert not any("built with no arguments" in w for w in open_target("sample_models.book:CenteredLayer").info.warnings)
+
+
+def test_the_forward_grid_counts_hidden_rows_and_columns_of_the_whole_output():
+    """A [2, 16, 5000] output said '34 more columns' (counted against the 40 columns read, not the 5,000)."""
+    import torch
+
+    from modeltui.core.preview import value_grid
+    from modeltui.ui.dialogs.results import grid_lines
+
+    text = grid_lines(value_grid(torch.zeros(2, 16, 5000), ""), width=80).plain
+    assert "8 more rows and 4,993 more columns" in text  # 7 columns fit 80 and "leading 2-D block of [2, 16, 5000]" in text
+    text = grid_lines(value_grid(torch.zeros(1000), ""), width=100).plain
+    assert "117 more rows" in text and "more columns" not in text  # 125 rows of 8, 8 shown
+    assert "more" not in grid_lines(value_grid(torch.zeros(0), ""), width=84).plain
+    assert "more" not in grid_lines(value_grid(torch.tensor(3.0), ""), width=84).plain

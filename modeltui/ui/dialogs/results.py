@@ -26,15 +26,22 @@ def grid_lines(grid, width: int, max_rows: int = 8) -> Text:
     for label, row in list(zip(grid.row_labels, grid.cells))[:max_rows]:
         t.append(f"  {label:>{label_w}} ", style="dim")
         t.append("".join(f"{c:>{CELL}}" for c in row[:cols]) + "\n")
-    hidden_cols = len(grid.col_labels) - cols
-    hidden_rows = len(grid.cells) - max_rows
+    # counted against the tensor's own extent, not the window read from it (at most MAX_ROWS x MAX_COLS)
+    if len(grid.shape) >= 2:
+        hidden_rows, hidden_cols = grid.shape[-2] - min(max_rows, len(grid.cells)), grid.shape[-1] - cols
+    elif grid.shape:  # 1-D: rows of len(col_labels) values
+        hidden_rows, hidden_cols = -(-grid.shape[0] // max(1, len(grid.col_labels))) - max_rows, len(grid.col_labels) - cols
+    else:
+        hidden_rows, hidden_cols = 0, 0
     if hidden_cols > 0 or hidden_rows > 0:
         more = []
         if hidden_rows > 0:
-            more.append(f"{hidden_rows} more rows")
+            more.append(f"{hidden_rows:,} more rows")
         if hidden_cols > 0:
-            more.append(f"{hidden_cols} more columns")
+            more.append(f"{hidden_cols:,} more columns")
         t.append(f"  … {' and '.join(more)}\n", style="dim")
+    if len(grid.shape) > 2:
+        t.append(f"  (the leading 2-D block of {list(grid.shape)})\n", style="dim")
     return t
 
 
