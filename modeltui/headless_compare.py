@@ -179,6 +179,9 @@ def print_diff(report: DiffReport, file=None) -> None:
     console.print(Text(f"{', '.join(parts)}: {verdict}", style="bold green" if report.identical else "bold yellow"))
 
 
+SEVERITY = ("nan", "inf", "extreme", "outlier", "all_zero", "constant")  # the table's order: the worst first
+
+
 def print_scan(report: ScanReport, file=None) -> None:
     """The ``--scan`` table: one row per flag with its reason and figures, then the count."""
     from rich.table import Table
@@ -195,7 +198,8 @@ def print_scan(report: ScanReport, file=None) -> None:
         table.add_column("shape", no_wrap=True)
         table.add_column("reason")
         shapes = {h.name: h.shape for h in report.tensors}
-        for f in report.flags[:MAX_ROWS]:
+        worst_first = sorted(report.flags, key=lambda f: SEVERITY.index(f.kind) if f.kind in SEVERITY else len(SEVERITY))
+        for f in worst_first[:MAX_ROWS]:
             table.add_row(Text(f.kind, style="bold red" if f.kind in ("nan", "inf") else "bold yellow"),
                           Text(visible(f.name, limit=200)), fmt_shape(shapes.get(f.name)), Text(visible(f.reason, limit=600)))
         console.print(table)
@@ -206,6 +210,9 @@ def print_scan(report: ScanReport, file=None) -> None:
     kinds: dict[str, int] = {}
     for f in report.flags:
         kinds[f.kind] = kinds.get(f.kind, 0) + 1
+    if report.initial:
+        console.print(Text(f"not flagged: {len(report.initial):,} 1-D tensor(s) of all zeros or all ones "
+                           f"(biases and norms as initialised, e.g. {visible(report.initial[0], limit=200)})", style="dim"))
     if report.flags:
         detail = ", ".join(f"{k} {n:,}" for k, n in kinds.items())
         console.print(Text(f"{len(report.flagged):,} of {len(report.tensors):,} tensors flagged ({detail})", style="bold yellow"))

@@ -272,7 +272,8 @@ def test_scan_flags_nan_zero_constant_extreme_and_outliers(tmp_path):
     sd["layers.3.attn.weight"][2, 2] = float("nan")
     sd["layers.6.mlp.down_proj.weight"] = sd["layers.6.mlp.down_proj.weight"] * 10  # std 10x the others
     sd["zeros"] = torch.zeros(4, 4)
-    sd["ones"] = torch.ones(8)
+    sd["ones"] = torch.ones(2, 8)
+    sd["norm.weight"], sd["norm.bias"], sd["half"] = torch.ones(8), torch.zeros(8), torch.full((8,), 0.5)
     sd["huge"] = torch.tensor([1.0, -3e5])
     save_file(sd, str(tmp_path / "m.safetensors"))
     report = scan_opened(open_target(str(tmp_path / "m.safetensors")), workers=2)
@@ -289,7 +290,9 @@ def test_scan_flags_nan_zero_constant_extreme_and_outliers(tmp_path):
     nan = next(f for f in report.flags if f.kind == "nan")
     assert nan.figures["nan"] == 1
     # every other tensor is clean, and the report's order is the file's
-    assert set(report.flagged) == {"layers.3.attn.weight", "layers.6.mlp.down_proj.weight", "zeros", "ones", "huge"}
+    assert set(report.flagged) == {"layers.3.attn.weight", "layers.6.mlp.down_proj.weight", "zeros", "ones", "huge", "half"}
+    # a 1-D tensor of zeros or ones is a bias or a norm as initialised: said, not flagged (it would bury a NaN)
+    assert report.initial == ["norm.bias", "norm.weight"] and report.to_json()["initial"] == report.initial
 
 
 def test_scan_merge_of_any_split_flags_the_same(tmp_path):

@@ -192,6 +192,7 @@ class ScanReport:
     target: str
     tensors: list[TensorHealth]
     flags: list[Flag]
+    initial: list[str] = field(default_factory=list)  # 1-D tensors all 0 or all 1: biases and norms as initialised, not flagged
 
     @property
     def flagged(self) -> list[str]:
@@ -201,7 +202,8 @@ class ScanReport:
     def to_json(self) -> dict[str, Any]:
         """The ``--scan --json`` contract (see README)."""
         return {"target": self.target, "tensors": len(self.tensors), "flagged": len(self.flagged),
-                "flags": [f.to_json() for f in self.flags], "stats": [h.to_json() for h in self.tensors]}
+                "flags": [f.to_json() for f in self.flags], "initial": self.initial,
+                "stats": [h.to_json() for h in self.tensors]}
 
 
 def build_scan(label: str, order: list[str], parts: Iterable[Iterable[TensorHealth]]) -> ScanReport:
@@ -215,11 +217,26 @@ def build_scan(label: str, order: list[str], parts: Iterable[Iterable[TensorHeal
         raise StatsError(f"{len(missing):,} tensor(s) have no figures (e.g. '{missing[0]}')")
     healths = [got[n] for n in order]
     flags: list[Flag] = []
+    initial: list[str] = []
     outliers = _outliers(healths)
     for h in healths:
-        flags.extend(_own_flags(h))
+        own = _own_flags(h)
+        if _is_initial(h, own):
+            initial.append(h.name)
+        else:
+            flags.extend(own)
         flags.extend(outliers.get(h.name, []))
-    return ScanReport(label, healths, flags)
+    return ScanReport(label, healths, flags, initial)
+
+
+def _is_initial(h: TensorHealth, own: list[Flag]) -> bool:
+    """A 1-D tensor of all zeros or all ones: a bias or a norm's scale or shift as ``reset_parameters`` leaves it.
+
+    Every freshly initialised (or lightly trained) model has dozens; flagging them would bury a real NaN.
+    A 2-D or larger tensor of one value is still flagged: a weight matrix that was never loaded or trained.
+    """
+    return (len(own) == 1 and own[0].kind in (ZERO, CONSTANT) and h.shape is not None and len(h.shape) == 1
+            and h.min in (0.0, 1.0))
 
 
 def _own_flags(h: TensorHealth) -> list[Flag]:
