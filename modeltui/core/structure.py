@@ -141,10 +141,12 @@ class ModelInfo:
         return self.modules[""]
 
     def dtypes(self) -> list[str]:
-        return sorted({t.dtype for t in self.tensors.values()})
+        known = getattr(self.tensors, "dtype_names", None)  # a lazy listing knows them from its headers
+        return list(known) if known is not None else sorted({t.dtype for t in self.tensors.values()})
 
     def devices(self) -> list[str]:
-        return sorted({t.device for t in self.tensors.values()})
+        known = getattr(self.tensors, "device_names", None)
+        return list(known) if known is not None else sorted({t.device for t in self.tensors.values()})
 
     def to_json(self) -> dict[str, Any]:
         """The stable ``--json`` contract (see README)."""
@@ -154,11 +156,17 @@ class ModelInfo:
             "total_params": self.total_params,
             "trainable_params": self.trainable_params,
             "total_bytes": self.total_bytes,
-            "modules": [m.to_json() for m in self.modules.values()],
-            "tensors": [t.to_json() for t in self.tensors.values()],
+            "modules": list(_json_rows(self.modules)),
+            "tensors": list(_json_rows(self.tensors)),
             "metadata": self.metadata,
             "warnings": list(self.warnings),
         }
+
+
+def _json_rows(items) -> Iterable[dict[str, Any]]:
+    """The ``to_json()`` of every value; a lazy mapping gives them without making its objects."""
+    rows = getattr(items, "rows_json", None)
+    return rows() if rows is not None else (x.to_json() for x in items.values())
 
 
 def _last_key(path: str) -> tuple:

@@ -18,6 +18,7 @@ from modeltui.core.readers.base import Listing, TensorSource
 from modeltui.core.readers.filewatch import (
     FileChangedError, Region, WatchedFile, changed_message, register, stamp, unregister,
 )
+from modeltui.core.lazy_listing import lazy_info
 from modeltui.core.structure import from_state_dict_entries
 
 #: safetensors dtype code -> (torch dtype name, bytes per element; 0.5 for 4-bit)
@@ -60,12 +61,29 @@ class HeaderEntry:
     end: int
 
 
+@dataclass(slots=True)
+class RawHeader:
+    """A validated safetensors header kept as parsed: no object per tensor (listing 100k tensors stays cheap)."""
+
+    specs: dict[str, dict]  # name -> {"dtype": code, "shape": [...], "data_offsets": [b, e]}, file order
+    numel: dict[str, int]
+    metadata: dict[str, str]
+    nbytes: int  # bytes of all the tensors' data
+    codes: set[str]  # the dtype codes present
+
+
 def read_header(path: str | os.PathLike) -> tuple[list[HeaderEntry], dict[str, str]]:
     """Return the tensors and the ``__metadata__`` of a safetensors file.
 
     Reads only the header; checks every rule of the format so a malformed
     file gets one clear error instead of a crash later.
     """
+    raw = read_raw_header(path)
+    return [HeaderEntry(k, DTYPES[v["dtype"]][0], tuple(v["shape"]), *v["data_offsets"]) for k, v in raw.specs.items()], raw.metadata
+
+
+def read_raw_header(path: str | os.PathLike) -> RawHeader:
+    """:func:`read_header` without building an entry per tensor: the parsed JSON, checked."""
     path = os.fspath(path)
     name = os.path.basename(path)
     try:
@@ -86,45 +104,68 @@ def read_header(path: str | os.PathLike) -> tuple[list[HeaderEntry], dict[str, s
             raw = f.read(n)
     except OSError as e:
         raise CheckpointError(f"{name}: cannot read: {e.strerror or e}") from None
+    return parse_header(raw, size - 8 - n, name)
+
+
+def parse_header(raw: bytes, data_size: int, name: str) -> RawHeader:
+    """Check and keep the JSON header ``raw`` of a file whose data section has ``data_size`` bytes.
+
+    Any reader of the format (a local file, a ranged HTTP read) goes through here,
+    so every file gets the same rules and the same messages.
+    """
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as e:
         raise CheckpointError(f"{name}: safetensors header is not valid JSON ({e})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{name}: safetensors header is not a JSON object")
-    data_size = size - 8 - n
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
         raise CheckpointError(f"{name}: safetensors __metadata__ must map strings to strings")
-    entries: list[HeaderEntry] = []
-    append = entries.append
+    numels: dict[str, int] = {}
+    codes: set[str] = set()
     dtypes = DTYPES
+    nbytes = prev_end = 0
+    ordered = True
     # A tight loop: this runs once per tensor and listing must cost about
     # what the JSON parse costs. _entry() explains anything that fails here.
     for key, spec in header.items():
         try:
-            dtype, itemsize = dtypes[spec["dtype"]]
-            shape = spec["shape"]
+            code = spec["dtype"]
+            itemsize = dtypes[code][1]
             b, e = spec["data_offsets"]
             numel = 1
-            for d in shape:
+            for d in spec["shape"]:
                 if d.__class__ is not int or d < 0:
                     raise ValueError
                 numel *= d
             if b.__class__ is not int or e.__class__ is not int or not 0 <= b <= e <= data_size or e - b != int(numel * itemsize):
                 raise ValueError
-            append(HeaderEntry(key, dtype, tuple(shape), b, e))
         except Exception:
-            append(_entry(name, key, spec, data_size))
-    spans = sorted((e.begin, e.end, e.name) for e in entries if e.end > e.begin)
-    prev_end, prev_name = 0, ""
-    for b, e, n in spans:
-        if b < prev_end:
-            raise CheckpointError(f"{name}: tensors '{prev_name}' and '{n}' overlap in the data section")
-        prev_end, prev_name = e, n
-    return entries, dict(metadata)
+            ent = _entry(name, key, spec, data_size)  # raises the reason
+            code, b, e = spec["dtype"], ent.begin, ent.end
+            numel = 1
+            for d in ent.shape:
+                numel *= d
+        numels[key] = numel
+        codes.add(code)
+        nbytes += e - b
+        if b < prev_end and e > b:
+            ordered = False
+        elif e > b:
+            prev_end = e
+    if not ordered:  # tensors written out of order: the full overlap check
+        spans = sorted((s["data_offsets"][0], s["data_offsets"][1], k) for k, s in header.items())
+        prev_end, prev_name = 0, ""
+        for b, e, k in spans:
+            if e == b:
+                continue
+            if b < prev_end:
+                raise CheckpointError(f"{name}: tensors '{prev_name}' and '{k}' overlap in the data section")
+            prev_end, prev_name = e, k
+    return RawHeader(header, numels, dict(metadata), nbytes, codes)
 
 
 def _entry(fname: str, key: str, spec: object, data_size: int) -> HeaderEntry:
@@ -163,33 +204,50 @@ def _entry(fname: str, key: str, spec: object, data_size: int) -> HeaderEntry:
 
 
 def read_safetensors(label: str, paths: list[str], expected: dict[str, str] | None = None) -> Listing:
-    """List safetensors files (one model, possibly sharded) from their headers alone; ``expected``: an index's weight map."""
-    entries = []
+    """List safetensors files (one model, possibly sharded) from their headers alone; ``expected``: an index's weight map.
+
+    The parsed headers are kept as they are (:mod:`modeltui.core.lazy_listing`): tree nodes and tensor
+    records are made when they are looked at. Files with deduplicated (tied) names take the eager path.
+    """
     files: dict[str, str] = {}
+    specs: dict[str, dict] = {}
+    numel: dict[str, int] = {}
     aliases: dict[str, str] = {}
     metadata: dict[str, Any] = {}
+    codes: set[str] = set()
+    nbytes = 0
     for p in paths:
-        es, meta = read_header(p)
-        names = set()
-        for e in es:
-            if e.name in files:
-                raise CheckpointError(f"{os.path.basename(p)}: tensor '{e.name}' also appears in {os.path.basename(files[e.name])}")
-            files[e.name] = p
-            names.add(e.name)
-            entries.append((e.name, e.shape, e.dtype, "cpu"))
-        for k, v in meta.items():
+        raw = read_raw_header(p)
+        before = len(specs)
+        specs.update(raw.specs)
+        if len(specs) != before + len(raw.specs):
+            dup = next(k for k in raw.specs if k in files)
+            raise CheckpointError(f"{os.path.basename(p)}: tensor '{dup}' also appears in {os.path.basename(files[dup])}")
+        files.update(dict.fromkeys(raw.specs, p))
+        numel.update(raw.numel)
+        codes |= raw.codes
+        nbytes += raw.nbytes
+        for k, v in raw.metadata.items():
             # safetensors' save_model records a deduplicated name -> kept name
-            if v in names and k not in names and k not in ("format",):
+            if v in raw.specs and k not in raw.specs and k not in ("format",):
                 aliases[k] = v
             else:
                 metadata[k] = v
     warnings: list[str] = []
-    if expected is not None:
-        missing = [k for k, f in expected.items() if k not in files and k not in aliases]
+    if expected is not None and len(expected) != len(files) + len(aliases):
+        missing = [k for k in expected if k not in files and k not in aliases]
         if missing:
             warnings.append(f"index names {len(missing)} tensor(s) missing from their shards, e.g. '{missing[0]}'")
-    info = from_state_dict_entries(label, entries, aliases=aliases, metadata=metadata, warnings=warnings, sort=True)
+    if aliases:
+        entries = [(k, tuple(v["shape"]), DTYPES[v["dtype"]][0], "cpu") for k, v in specs.items()]
+        info = from_state_dict_entries(label, entries, aliases=aliases, metadata=metadata, warnings=warnings, sort=True)
+    else:
+        info = lazy_info(label, specs, numel, _dtype_name, codes, nbytes, metadata=metadata, warnings=warnings)
     return Listing(info, None, SafetensorsSource(files, aliases))
+
+
+def _dtype_name(code: str) -> str:
+    return DTYPES[code][0]
 
 
 class SafetensorsSource(TensorSource):

@@ -45,12 +45,12 @@ def read_index(index_path: str, *, trust: bool, label: str) -> Listing:
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise CheckpointError(f"{name}: not a valid index ({e})") from None
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
-    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+    try:
+        shards = list(dict.fromkeys(weight_map.values())) if isinstance(weight_map, dict) else []  # in order, once each
+    except TypeError:  # an unhashable value: not a file name
+        weight_map = None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in shards):
         raise CheckpointError(f"{name}: no 'weight_map' of tensor name -> shard file")
-    shards: list[str] = []
-    for shard in weight_map.values():
-        if shard not in shards:
-            shards.append(shard)
     for shard in shards:
         p = os.path.normpath(os.path.join(folder, shard))
         if os.path.dirname(os.path.abspath(p)) != os.path.abspath(folder) and not os.path.abspath(p).startswith(os.path.abspath(folder) + os.sep):

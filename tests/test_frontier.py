@@ -1,0 +1,117 @@
+"""Frontier-size checkpoints: ~95k tensors in 160 sparse shards open lazily, with the right totals."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import pytest
+
+from modeltui.core.lazy_listing import LazyModules, LazyTensors
+from modeltui.core.readers import open_checkpoint
+from modeltui.core.structure import from_state_dict_entries
+from sample_models.frontier import write_frontier, write_shard
+
+LAST = "model.layers.63.mlp.experts.255.down_proj.weight"
+
+
+@pytest.fixture(scope="module")
+def frontier(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("frontier"))
+    # real bytes for one fp8 weight in the last shard (the rest of the data is holes)
+    pattern = bytes(range(256)) * (7168 * 2048 // 256)
+    fr = write_frontier(folder, data={LAST: pattern})
+    return fr, pattern
+
+
+def test_generated_checkpoint_is_sparse_and_frontier_sized(frontier):
+    fr, _ = frontier
+    assert fr.tensors > 90_000 and len(fr.shards) == 160
+    disk = sum(os.stat(os.path.join(fr.folder, s)).st_blocks * 512 for s in fr.shards)
+    assert disk < 200 << 20 < fr.nbytes  # hundreds of GB described, a few MB written
+
+
+def test_opens_lazily_with_the_right_totals(frontier):
+    fr, _ = frontier
+    info, module, source = open_checkpoint(fr.folder)
+    assert module is None
+    assert isinstance(info.tensors, LazyTensors) and isinstance(info.modules, LazyModules)
+    assert len(info.tensors) == fr.tensors
+    assert info.total_params == fr.params and info.total_bytes == fr.nbytes
+    assert info.dtypes() == ["bfloat16", "float32", "float8_e4m3fn"]
+    assert info.metadata["shards"] == 160
+    # nothing was made for tensors nobody looked at
+    assert not info.tensors._made
+    assert info.root.children == ["lm_head", "model"]  # natural order, as safetensors keys always were
+    experts = info.modules["model.layers.10.mlp.experts"]
+    assert experts.children[:3] == [f"model.layers.10.mlp.experts.{i}" for i in range(3)]
+    assert len(experts.children) == 256
+    assert experts.params == 256 * 3 * 2048 * 7168 + 256 * 3 * 16 * 56
+    assert info.modules["model"].params + info.modules["lm_head"].params == info.total_params
+    t = info.tensors[LAST]
+    assert (t.module, t.attr, t.shape, t.dtype) == ("model.layers.63.mlp.experts.255.down_proj", "weight", (7168, 2048), "float8_e4m3fn")
+    assert len(info.tensors._made) == 1
+    source.close()
+
+
+def test_values_read_only_that_tensors_bytes(frontier):
+    torch = pytest.importorskip("torch")
+    fr, pattern = frontier
+    info, _, source = open_checkpoint(fr.folder)
+    try:
+        x = source.get(LAST)
+        assert x.dtype == torch.float8_e4m3fn and tuple(x.shape) == (7168, 2048)
+        assert bytes(x.view(torch.uint8).flatten()[:512].tolist()) == pattern[:512]
+        # only the last shard was opened, and the tensor is a view of exactly its own bytes there
+        assert list(source._maps) == [os.path.join(fr.folder, fr.shards[-1])]
+        shard, begin, end = fr.placement[LAST]
+        data = source._maps[os.path.join(fr.folder, shard)][0]
+        assert x.data_ptr() == data.data_ptr() + begin and x.numel() == end - begin
+    finally:
+        source.close()
+
+
+NAMES = [
+    "b.0.w", "b.10.w", "b.2.w", "b.2.a.x", "b.2.bias", "a", "a.w", "a.b-c.w", "a.b.w", "z.1", "z.01x", "",
+    ".x", "a..b", "m.layers.3.mlp.experts.11.up", "m.layers.3.mlp.experts.2.up", "m.layers.3.norm",
+]
+
+
+def test_lazy_listing_matches_the_eager_one(tmp_path):
+    path = str(tmp_path / "weird.safetensors")
+    write_shard(path, [(n, "F32" if i % 2 else "BF16", (i + 1, 2)) for i, n in enumerate(NAMES)])
+    info, _, source = open_checkpoint(path)
+    source.close()
+    assert isinstance(info.tensors, LazyTensors)
+    eager = from_state_dict_entries(path, [(n, (i + 1, 2), "bfloat16" if i % 2 == 0 else "float32", "cpu")
+                                           for i, n in enumerate(NAMES)], sort=True, metadata=info.metadata)
+    assert info.to_json() == eager.to_json()
+    assert list(info.modules) == list(eager.modules) and list(info.tensors) == list(eager.tensors)
+    for p, m in eager.modules.items():
+        assert info.modules[p] == m
+    for n, t in eager.tensors.items():
+        assert info.tensors[n] == t
+    assert "b.2" in info.modules and "b.3" not in info.modules and "b.2.w" not in info.modules
+    with pytest.raises(KeyError):
+        info.modules["nope"]
+
+
+def test_a_duplicate_across_shards_is_refused(tmp_path):
+    write_shard(str(tmp_path / "a.safetensors"), [("x.w", "F32", (2,))])
+    write_shard(str(tmp_path / "b.safetensors"), [("x.w", "F32", (2,))])
+    from modeltui.core.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="also appears in a.safetensors"):
+        open_checkpoint(str(tmp_path))
+
+
+def test_the_header_of_a_generated_shard_is_what_safetensors_reads(tmp_path):
+    safetensors = pytest.importorskip("safetensors")
+    path = str(tmp_path / "s.safetensors")
+    write_shard(path, [("a.weight", "F8_E4M3", (4, 8)), ("a.weight_scale_inv", "F32", (1, 1))])
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        assert n % 8 == 0 and json.loads(f.read(n))["a.weight"]["dtype"] == "F8_E4M3"
+    with safetensors.safe_open(path, "pt") as f:
+        assert sorted(f.keys()) == ["a.weight", "a.weight_scale_inv"]
