@@ -86,10 +86,12 @@ def test_lazy_listing_matches_the_eager_one(tmp_path):
     assert isinstance(info.tensors, LazyTensors)
     eager = from_state_dict_entries(path, [(n, (i + 1, 2), "bfloat16" if i % 2 == 0 else "float32", "cpu")
                                            for i, n in enumerate(NAMES)], sort=True, metadata=info.metadata)
-    assert info.to_json() == eager.to_json()
-    assert list(info.modules) == list(eager.modules) and list(info.tensors) == list(eager.tensors)
-    for p, m in eager.modules.items():
+    for p, m in eager.modules.items():  # one module at a time (bisecting), before any whole walk
         assert info.modules[p] == m
+    info, _, source = open_checkpoint(path)
+    source.close()
+    assert info.to_json() == eager.to_json()  # the whole walk, in one pass
+    assert list(info.modules) == list(eager.modules) and list(info.tensors) == list(eager.tensors)
     for n, t in eager.tensors.items():
         assert info.tensors[n] == t
     assert "b.2" in info.modules and "b.3" not in info.modules and "b.2.w" not in info.modules
@@ -115,3 +117,55 @@ def test_the_header_of_a_generated_shard_is_what_safetensors_reads(tmp_path):
         assert n % 8 == 0 and json.loads(f.read(n))["a.weight"]["dtype"] == "F8_E4M3"
     with safetensors.safe_open(path, "pt") as f:
         assert sorted(f.keys()) == ["a.weight", "a.weight_scale_inv"]
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(st.text(alphabet="ab.01", max_size=7), min_size=1, max_size=12))
+def test_lazy_tree_equals_the_eager_one_for_any_names(names):
+    from modeltui.core.lazy_listing import lazy_info
+
+    names = sorted(names)
+    specs = {n: {"dtype": "F32", "shape": [i + 1]} for i, n in enumerate(names)}
+    numel = {n: i + 1 for i, n in enumerate(names)}
+    eager = from_state_dict_entries("x", [(n, (i + 1,), "float32", "cpu") for i, n in enumerate(names)], sort=True)
+    lazy = lazy_info("x", specs, numel, lambda c: "float32", {"F32"}, 4 * sum(numel.values()))
+    for p, m in eager.modules.items():
+        assert lazy.modules[p] == m, p
+    assert len(lazy.modules) == len(eager.modules)
+    lazy2 = lazy_info("x", specs, numel, lambda c: "float32", {"F32"}, 4 * sum(numel.values()))
+    assert lazy2.to_json() == eager.to_json()
+
+
+def test_search_over_every_name_makes_no_objects(frontier):
+    from modeltui.ui.widgets.search import find
+
+    fr, _ = frontier
+    info, _, source = open_checkpoint(fr.folder)
+    source.close()
+    hits = find(info, "layers.63.mlp.experts.255.down")
+    assert [(r.kind, r.name) for r in hits] == [("module", "model.layers.63.mlp.experts.255.down_proj"),
+                                               ("tensor", LAST), ("tensor", LAST + "_scale_inv")]
+    assert not info.tensors._made and not info.modules._made
+    assert len(find(info, "Q_B_PROJ.WEIGHT_scale")) == 64  # case-insensitive, one per layer
+
+
+@pytest.mark.parametrize("names, expected", [
+    (["module.a.w", "module.b.w", "module.module.c"], "module."),
+    (["module.a.w", "module.b.w", "modulex.c"], ""),
+    (["module._orig_mod.a.w", "module._orig_mod.z"], "module._orig_mod."),
+    (["module.", "module.a"], ""),  # stripping would leave an empty key
+])
+def test_the_wrapper_prefix_of_a_lazy_listing(tmp_path, names, expected):
+    from modeltui.core.keys import wrapper_on_open
+    from modeltui.core.keyplan import wrapper_prefix
+
+    path = str(tmp_path / "w.safetensors")
+    write_shard(path, [(n, "F32", (2,)) for n in names])
+    opened = type("Opened", (), {})()
+    opened.info, opened.model, source = open_checkpoint(path)
+    source.close()
+    assert isinstance(opened.info.tensors, LazyTensors)
+    assert wrapper_on_open(opened) == expected == wrapper_prefix(names)

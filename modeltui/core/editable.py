@@ -83,6 +83,8 @@ def build_key_tree(items):
 
 def is_bare(opened) -> bool:
     """True for a checkpoint without an architecture (editable or not yet)."""
+    if opened.model is None:
+        return True  # (and torch is not imported for it)
     from modeltui.core.describe import KeyPrefix
 
-    return opened.model is None or isinstance(opened.model, KeyPrefix)
+    return isinstance(opened.model, KeyPrefix)

@@ -294,4 +294,8 @@ def wrapper_on_open(opened) -> str:
 
     if not is_bare(opened):
         return ""
+    ordered = getattr(opened.info.tensors, "sorted_names", None)
+    if ordered is not None:  # a lazy listing: the first and last names in string order decide for all
+        names = ordered()
+        return wrapper_prefix(names[:1] + names[-1:])
     return wrapper_prefix(opened.info.tensors)

@@ -78,18 +78,47 @@ class NameTree:
         return got
 
     def order(self) -> tuple[list[str], list[str]]:
-        """``(module paths, tensor names)`` depth first: a module, then its tensors' turn, then its children."""
+        """``(module paths, tensor names)`` depth first: a module, then its tensors' turn, then its children.
+
+        One pass over the names (the whole listing is wanted: ``--json``, a full walk)
+        that also fills every module's :meth:`scan`.
+        """
         if self._order is None:
+            kids: dict[str, list[str]] = {"": []}
+            own: dict[str, list[str]] = {"": []}
+            for n in self.names:
+                mod = n.rpartition(".")[0]
+                lst = own.get(mod)
+                if lst is None:
+                    chain = [mod]  # mod and its unseen ancestors, as rpartition makes them
+                    p = mod.rpartition(".")[0]
+                    while p not in kids:
+                        chain.append(p)
+                        p = p.rpartition(".")[0]
+                    for c in reversed(chain):
+                        kids[p].append(c)
+                        kids[c], own[c] = [], []
+                        p = c
+                    lst = own[mod]
+                lst.append(n)
+            scans = self._scans
+            for p, children in kids.items():
+                if len(children) > 1:
+                    children.sort(key=_last_key)
+                tensors = own[p]
+                if len(tensors) > 1:
+                    tensors.sort(key=_last_key)
+                scans[p] = (children, tensors)
             modules: list[str] = []
-            tensors: list[str] = []
+            names: list[str] = []
             stack = [""]
             while stack:
                 p = stack.pop()
                 modules.append(p)
-                children, own = self.scan(p)
-                tensors.extend(own)
+                children, tensors = scans[p]
+                names.extend(tensors)
                 stack.extend(reversed(children))
-            self._order = (modules, tensors)
+            self._order = (modules, names)
         return self._order
 
 
@@ -122,6 +151,10 @@ class LazyTensors(Mapping):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._tree.order()[1])
+
+    def sorted_names(self) -> list[str]:
+        """Every name in string order (its first and last bound every prefix test)."""
+        return self._tree.names
 
     def rows_json(self) -> Iterator[dict[str, Any]]:
         """``TensorInfo.to_json()`` of every tensor without making the objects."""
@@ -162,6 +195,13 @@ class LazyModules(Mapping):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._tree.order()[0])
+
+    def walk(self) -> Iterator[tuple[str, list[str]]]:
+        """``(path, own tensor names)`` of every module in order, without making objects (search)."""
+        tree = self._tree
+        scans = tree._scans
+        for p in tree.order()[0]:
+            yield p, scans[p][1]
 
     def rows_json(self) -> Iterator[dict[str, Any]]:
         """``ModuleInfo.to_json()`` of every module without making the objects."""

@@ -18,6 +18,13 @@ def find(info: ModelInfo, query: str) -> list[NodeRef]:
     if not q:
         return []
     out: list[NodeRef] = []
+    walk = getattr(info.modules, "walk", None)
+    if walk is not None:  # a lazy listing (frontier checkpoints): the names alone, no object per node
+        for path, tensors in walk():
+            if path and q in path.lower():
+                out.append(NodeRef("module", path))
+            out.extend(NodeRef("tensor", n) for n in tensors if q in n.lower())
+        return out
     for m in info.modules.values():
         if (m.path and q in m.path.lower()) or (m.type and q in m.type.lower()):
             out.append(NodeRef("module", m.path))
