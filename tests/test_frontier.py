@@ -169,3 +169,58 @@ def test_the_wrapper_prefix_of_a_lazy_listing(tmp_path, names, expected):
     source.close()
     assert isinstance(opened.info.tensors, LazyTensors)
     assert wrapper_on_open(opened) == expected == wrapper_prefix(names)
+
+
+# ------------------------------------------------------------------ repeated blocks
+
+
+def test_repeated_blocks_collapse_into_groups(frontier):
+    from modeltui.core.groups import Group, group_children
+
+    fr, _ = frontier
+    info, _, source = open_checkpoint(fr.folder)
+    source.close()
+    layers = group_children(info, "model.layers")
+    assert [(r.label, len(r.members)) for r in layers.rows] == [("layers.[0-2]", 3), ("layers.[3-63]", 61)]
+    dense, moe = layers.rows
+    assert moe.members[0] == "model.layers.3" and moe.members[-1] == "model.layers.63"
+    assert moe.params == sum(info.modules[f"model.layers.{i}"].params for i in range(3, 64)) == 61 * moe.member_params
+    assert dense.params + moe.params == info.modules["model.layers"].params and not layers.odd
+    experts = group_children(info, "model.layers.7.mlp.experts").rows
+    assert len(experts) == 1 and isinstance(experts[0], Group) and experts[0].label == "experts.[0-255]"
+    assert group_children(info, "model.layers.7.mlp").rows == [f"model.layers.7.mlp.{c}" for c in ("experts", "gate", "shared_experts")]
+
+
+def _experts(tmp_path, odd: dict[int, tuple[str, tuple[int, ...]]], n: int = 10) -> str:
+    path = str(tmp_path / "moe.safetensors")
+    entries = []
+    for e in range(n):
+        code, shape = odd.get(e, ("BF16", (4, 8)))
+        entries += [(f"moe.experts.{e}.w1.weight", code, shape), (f"moe.experts.{e}.w2.weight", "BF16", (8, 4))]
+    entries.append(("moe.gate.weight", "F32", (n, 8)))
+    write_shard(path, sorted(entries))
+    return path
+
+
+@pytest.mark.parametrize("odd", [{5: ("F32", (4, 8))}, {5: ("BF16", (4, 9))}])
+def test_a_member_that_differs_breaks_out_of_its_group(tmp_path, odd):
+    from modeltui.core.groups import group_children
+
+    info, _, source = open_checkpoint(_experts(tmp_path, odd))
+    source.close()
+    g = group_children(info, "moe.experts")
+    assert [r.label if hasattr(r, "label") else r for r in g.rows] == ["experts.[0-4]", "moe.experts.5", "experts.[6-9]"]
+    assert g.odd == {"moe.experts.5"}
+
+
+def test_groups_of_a_module_model_compare_classes_too():
+    torch = pytest.importorskip("torch")
+    from modeltui.core.describe import from_module
+    from modeltui.core.groups import group_children
+
+    blocks = torch.nn.ModuleList([torch.nn.Linear(4, 4) for _ in range(4)] + [torch.nn.Linear(4, 4, bias=False)]
+                                 + [torch.nn.Sequential(torch.nn.Linear(4, 4)) for _ in range(3)])
+    info, _ = from_module(torch.nn.Sequential(blocks), "m")
+    g = group_children(info, "0")
+    assert [r.label if hasattr(r, "label") else r for r in g.rows] == ["0.[0-3]", "0.4", "0.[5-7]"]
+    assert g.odd == {"0.4"}

@@ -168,8 +168,9 @@ class LazyTensors(Mapping):
 class LazyModules(Mapping):
     """path -> :class:`ModuleInfo` of a key prefix, made when it is first looked at."""
 
-    def __init__(self, tree: NameTree):
+    def __init__(self, tree: NameTree, specs: dict[str, dict]):
         self._tree = tree
+        self._specs = specs
         self._made: dict[str, ModuleInfo] = {}
 
     def __getitem__(self, path: str) -> ModuleInfo:
@@ -196,6 +197,14 @@ class LazyModules(Mapping):
     def __iter__(self) -> Iterator[str]:
         return iter(self._tree.order()[0])
 
+    def signature(self, path: str) -> tuple:
+        """The subtree of ``path`` as (relative name, shape, dtype code) of its tensors, in string order."""
+        tree = self._tree
+        lo, hi = tree.span(path)
+        k = len(path) + 1
+        specs = self._specs
+        return tuple((n[k:], tuple(specs[n]["shape"]), specs[n]["dtype"]) for n in tree.names[lo:hi])
+
     def walk(self) -> Iterator[tuple[str, list[str]]]:
         """``(path, own tensor names)`` of every module in order, without making objects (search)."""
         tree = self._tree
@@ -217,7 +226,7 @@ def lazy_info(label: str, specs: dict[str, dict], numel: dict[str, int], dtype_o
     """A ``ModelInfo`` over parsed headers (no tied names): totals from one pass, everything else on demand."""
     tree = NameTree(numel)
     total = tree.cum[-1]
-    info = ModelInfo(label, "state_dict", LazyModules(tree), LazyTensors(tree, specs, dtype_of),  # type: ignore[arg-type]
+    info = ModelInfo(label, "state_dict", LazyModules(tree, specs), LazyTensors(tree, specs, dtype_of),  # type: ignore[arg-type]
                      metadata=dict(metadata or {}), warnings=list(warnings or []),
                      total_params=total, trainable_params=total, total_bytes=nbytes)
     info.tensors.dtype_names = sorted({dtype_of(c) for c in codes})  # type: ignore[attr-defined]

@@ -47,6 +47,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("d", "device", "Dev", "Device / dtype", "move the model to another device, or cast its dtype"),
     Action("u", "undo", "Undo", "Undo", "undo the last change"),
     Action("ctrl+y", "redo", "Redo", "Redo", "redo the last undone change", footer=False),
+    Action("b", "toggle_groups", "Blocks", "Group blocks", "show numbered blocks with the same structure as one row (layers.[3-60] ×58), or each on its own (toggle)", footer=False),
     Action("slash", "search", "Find", "Search", "search modules and tensors by name or class", shown="/"),
     Action("n", "next_match", "Next", "Next match", "next search match", footer=False),
     Action("N", "prev_match", "Prev", "Previous match", "previous search match", footer=False),

@@ -265,6 +265,12 @@ class ModelTuiApp(CompareActions, EditActions, KeyActions, ForwardActions, App[i
         if why:
             self.say(why, severity="warning")
 
+    def action_toggle_groups(self) -> None:
+        if self.opened is None:
+            return
+        on = self.main.toggle_groups()
+        self.say("repeated blocks grouped (b shows each)" if on else "every block on its own (b groups them again)", timeout=3)
+
     def action_narrow_tree(self) -> None:
         self.main.resize_tree(-1)
 

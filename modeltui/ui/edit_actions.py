@@ -27,6 +27,11 @@ class EditActions:
         edit (in a worker); meanwhile a busy screen takes every key, and
         ``then`` (the action) runs once it is ready.
         """
+        group = self.main.on_group() if self.opened is not None else None
+        if group is not None:
+            self.say(f"{group} is a group of identical blocks: expand it (→) and select one of them, "
+                     "or press b to list every block", severity="warning")
+            return False
         if self.session is not None:
             return True
         if self.opened is None:

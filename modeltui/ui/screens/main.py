@@ -126,7 +126,8 @@ class MainScreen(Screen):
             tree.outputs = dict(outputs)
         if tree.info is not None and (tree.info.tensors.keys() != info.tensors.keys() or tree.info.modules.keys() != info.modules.keys()):
             self._rebuild_tree(info)  # keys renamed or dropped: a new structure
-        tree.relabel(info)
+        if tree.relabel(info):
+            self._rebuild_tree(info)  # a block no longer like its group (a cast, a reshape), or like it again
         self.header.show_info(info, dirty)
         ref = tree.cursor_ref()
         if ref is not None:
@@ -159,7 +160,26 @@ class MainScreen(Screen):
         ref = self.tree.cursor_ref()
         if ref is None:
             return "", None
+        if ref.kind == "group":  # a row of repeated blocks stands inside its parent (edits refuse it: on_group)
+            return ref.name.rpartition(".")[0], None
         return (ref.name, None) if ref.kind == "module" else (None, ref.name)
+
+    def on_group(self) -> str | None:
+        """The label of the group row under the cursor, or None."""
+        ref = self.tree.cursor_ref()
+        g = self.tree.group(ref) if ref is not None else None
+        return g.label if g is not None else None
+
+    def toggle_groups(self) -> bool:
+        """Show repeated blocks as groups or one by one, keeping the cursor where it was; True when grouped."""
+        ref = self.tree.cursor_ref()
+        on = self.tree.toggle_groups()
+        if self.opened is not None:
+            self._rebuild_tree(self.opened.info)
+            if ref is not None and ref.kind == "group":  # the group's first block, one by one
+                self.tree.reveal(NodeRef("module", ref.name))
+                self.show_module(ref.name)
+        return on
 
     def selected_tensor(self) -> str | None:
         """The tensor under the cursor, else the one the panel shows of the module under the cursor (picked in its table)."""
@@ -181,6 +201,10 @@ class MainScreen(Screen):
         compare = self.compare_panel
         if ref.kind == "module":
             self.show_module(ref.name)
+            compare.hide()
+        elif ref.kind == "group":  # its first member stands for all (the label says how many, the totals)
+            self.show_module(ref.name)
+            self.tensor_panel.hide()
             compare.hide()
         elif ref.kind == "other":  # a tensor only the compared target has
             parent = event.node.parent.data if event.node.parent is not None else None

@@ -17,6 +17,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from modeltui.core.compare_tree import CompareMarks, Ghost
+from modeltui.core.groups import Group, Grouping, group_children
 from modeltui.core.structure import ModelInfo, ModuleInfo, TensorInfo
 from modeltui.format import fmt_count, fmt_shape, visible
 
@@ -29,9 +30,9 @@ NAME_LIMIT = 80  # a name longer than this is cut (the full name is in the panel
 class NodeRef:
     """What a tree node stands for: a module path, a tensor name, or a page of a big module."""
 
-    kind: str  # "module" | "tensor" | "page" | "other" (a tensor only the compared target has)
-    name: str  # module path / tensor name / module path of the page / the other target's tensor name
-    start: int = 0  # for "page": the first row of the page it shows
+    kind: str  # "module" | "tensor" | "page" | "other" (a tensor only the compared target has) | "group"
+    name: str  # module path / tensor name / module path of the page / the other target's tensor name / first member
+    start: int = 0  # for "page": the first row of the page it shows; for "group": how many members
 
 
 def compact_shape(shape) -> str:
@@ -133,6 +134,16 @@ def ghost_label(g: Ghost) -> Text:
     return t
 
 
+def group_label(g: Group, info: ModelInfo, mark_odd: bool = False) -> Text:
+    """``experts.[0-255] ×256 11.3B (each 44.0M)``: a run of identical numbered blocks."""
+    t = Text()
+    t.append(visible(g.label, limit=NAME_LIMIT), style="bold")
+    t.append(f" ×{len(g.members):,}", style="bold magenta")
+    t.append(f" {fmt_count(g.params)}", style="dim")
+    t.append(f" (each {fmt_count(g.member_params)})", style="dim italic")
+    return t
+
+
 def _page_label(count: int, later: bool) -> Text:
     arrow, where = ("▼", "more") if later else ("▲", "earlier")
     return Text(f"{arrow} {count:,} {where} (enter shows them)", style="dim italic")
@@ -158,6 +169,9 @@ class ModuleTree(Tree[NodeRef]):
         self.marks: CompareMarks | None = None  # a comparison's marks (c), or None
         self.changed_only = False  # with marks: hide what is identical
         self._ghosts: dict[str, Ghost] = {}
+        self.grouped = True  # numbered siblings with the same structure show as one row (b toggles)
+        self._groupings: dict[str, Grouping] = {}
+        self._page_owner: dict[NodeRef, TreeNode[NodeRef]] = {}
         self.show_root = True
         self.guide_depth = 2
 
@@ -167,6 +181,8 @@ class ModuleTree(Tree[NodeRef]):
         self.clear()
         self.nodes_by_ref.clear()
         self._window.clear()
+        self._groupings.clear()
+        self._page_owner.clear()
         root_ref = NodeRef("module", "")
         self.root.data = root_ref
         self.root.set_label(self._module_label(info.root))
@@ -176,8 +192,26 @@ class ModuleTree(Tree[NodeRef]):
         self.move_cursor(self.root)
 
     def _module_label(self, m: ModuleInfo) -> Text:
-        return module_label(m, self.info, self.bad, self.outputs, nonfinite=m.path in self.nonfinite,
-                            mark=self._module_mark(m.path))
+        t = module_label(m, self.info, self.bad, self.outputs, nonfinite=m.path in self.nonfinite,
+                         mark=self._module_mark(m.path))
+        if self.grouped and m.path and m.path in self._grouping(m.path.rpartition(".")[0]).odd:
+            t.append(" ≠ its numbered siblings", style="bold yellow")
+        return t
+
+    def _grouping(self, path: str) -> Grouping:
+        """The children of ``path`` with repeated blocks collapsed (worked out once per load)."""
+        g = self._groupings.get(path)
+        if g is None:
+            g = group_children(self.info, path) if self.grouped and self.info is not None else Grouping(list(self.info.modules[path].children))
+            self._groupings[path] = g
+        return g
+
+    def group(self, ref: NodeRef) -> Group | None:
+        """The group a ``"group"`` row stands for."""
+        if ref.kind != "group" or self.info is None:
+            return None
+        g = self._grouping(ref.name.rpartition(".")[0]).group_of(ref.name)
+        return g if g is not None and g.first == ref.name else None
 
     def _tensor_label(self, x: TensorInfo) -> Text:
         return tensor_label(x, self.bad, self.grad_norms.get(x.name), self.info.saved_keys, self._tensor_mark(x.name))
@@ -205,19 +239,28 @@ class ModuleTree(Tree[NodeRef]):
         module's own; with the changed-only filter, what is identical goes.
         """
         tensors = [NodeRef("tensor", n) for n in m.tensors]
-        children = [NodeRef("module", c) for c in m.children]
         if self.marks is None:
-            return tensors + children
+            if not self.grouped or len(m.children) < 2:
+                return tensors + [NodeRef("module", c) for c in m.children]
+            return tensors + [NodeRef("group", r.first, len(r.members)) if isinstance(r, Group) else NodeRef("module", r)
+                              for r in self._grouping(m.path).rows]
+        children = [NodeRef("module", c) for c in m.children]  # a comparison marks every member: no groups
         ghosts = [NodeRef("other", g.other) for g in self.marks.ghosts.get(m.path, [])]
         if self.changed_only:
             tensors = [r for r in tensors if self.marks.changed(r.name)]
             children = [r for r in children if self.marks.module_changed(r.name)]
         return tensors + ghosts + children
 
+    def _rows_for(self, ref: NodeRef) -> list[NodeRef]:
+        if ref.kind == "group":
+            g = self.group(ref)
+            return [NodeRef("module", p) for p in g.members] if g is not None else []
+        return self.rows(self.info.modules[ref.name])
+
     def fill(self, node: TreeNode[NodeRef], start: int = 0) -> None:
-        """Add a module node's rows once (a page of them from ``start``)."""
+        """Add a module's (or a group's) rows once (a page of them from ``start``)."""
         ref = node.data
-        if self.info is None or ref is None or ref.kind != "module":
+        if self.info is None or ref is None or ref.kind not in ("module", "group"):
             return
         if self._window.get(node.id) == start:
             return
@@ -225,14 +268,18 @@ class ModuleTree(Tree[NodeRef]):
             self._forget(node)
             node.remove_children()
         self._window[node.id] = start
-        m = self.info.modules[ref.name]
-        rows = self.rows(m)
+        rows = self._rows_for(ref)
         end = min(len(rows), start + PAGE)
         if start > 0:
             back = max(0, start - PAGE)
-            node.add_leaf(_page_label(start, later=False), data=NodeRef("page", ref.name, back))
+            page = NodeRef("page", ref.name, back)
+            node.add_leaf(_page_label(start, later=False), data=page)
+            self._page_owner[page] = node
         for r in rows[start:end]:
-            if r.kind == "tensor":
+            if r.kind == "group":
+                g = self.group(r)
+                child = node.add(group_label(g, self.info), data=r, allow_expand=True)
+            elif r.kind == "tensor":
                 child = node.add_leaf(self._tensor_label(self.info.tensors[r.name]), data=r)
             elif r.kind == "other":
                 child = node.add_leaf(ghost_label(self._ghosts[r.name]), data=r)
@@ -243,7 +290,9 @@ class ModuleTree(Tree[NodeRef]):
                                  allow_expand=bool(cm.children or cm.tensors or ghosts))
             self.nodes_by_ref[r] = child
         if end < len(rows):
-            node.add_leaf(_page_label(len(rows) - end, later=True), data=NodeRef("page", ref.name, end))
+            page = NodeRef("page", ref.name, end)
+            node.add_leaf(_page_label(len(rows) - end, later=True), data=page)
+            self._page_owner[page] = node
 
     def _forget(self, node: TreeNode[NodeRef]) -> None:
         """Drop the refs of every node below ``node`` (its rows are about to be replaced)."""
@@ -252,6 +301,8 @@ class ModuleTree(Tree[NodeRef]):
             n = stack.pop()
             if n.data is not None and self.nodes_by_ref.get(n.data) is n:
                 del self.nodes_by_ref[n.data]
+            if n.data is not None and n.data.kind == "page":
+                self._page_owner.pop(n.data, None)
             self._window.pop(n.id, None)
             stack.extend(n.children)
 
@@ -265,7 +316,7 @@ class ModuleTree(Tree[NodeRef]):
 
     def show_page(self, ref: NodeRef) -> None:
         """Move a module's window to the page ``ref`` points at."""
-        parent = self.nodes_by_ref.get(NodeRef("module", ref.name))
+        parent = self._page_owner.get(ref)
         if parent is None:
             return
         self.fill(parent, ref.start)
@@ -305,16 +356,27 @@ class ModuleTree(Tree[NodeRef]):
         return target
 
     def _show_row(self, node: TreeNode[NodeRef], row: NodeRef) -> None:
-        """Fill ``node`` with the page that holds ``row``."""
-        if row in self.nodes_by_ref and self.nodes_by_ref[row].parent is node:
+        """Fill ``node`` with the page that holds ``row`` (through the group that holds it, expanded)."""
+        known = self.nodes_by_ref.get(row)
+        if known is not None and (known.parent is node or (known.parent is not None and known.parent.parent is node
+                                                            and known.parent.data.kind == "group")):
             return
-        m = self.info.modules[node.data.name]
-        rows = self.rows(m)
+        rows = self._rows_for(node.data)
+        holder = None
         try:
             index = rows.index(row)
         except ValueError:
             index = 0
+            if row.kind == "module":
+                holder = next((i for i, r in enumerate(rows) if r.kind == "group" and row.name in self.group(r).members), None)
+                if holder is not None:
+                    index = holder
         self.fill(node, index // PAGE * PAGE)
+        if holder is not None:
+            gnode = self.nodes_by_ref.get(rows[holder])
+            if gnode is not None:
+                self._show_row(gnode, row)
+                gnode.expand()
 
     def _select(self, node: TreeNode[NodeRef]) -> None:
         self.move_cursor(node)
@@ -334,14 +396,22 @@ class ModuleTree(Tree[NodeRef]):
             if mnode is not None:
                 mnode.set_label(self._module_label(self.info.modules[t.module]))
 
-    def relabel(self, info: ModelInfo) -> None:
-        """New labels for every node already added (same structure, new facts)."""
+    def relabel(self, info: ModelInfo) -> bool:
+        """New labels for every node already added (same structure, new facts); True when the groups changed."""
         self.info = info
+        if self._groupings and any(group_children(info, p) != g for p, g in self._groupings.items()
+                                   if self.grouped and p in info.modules):
+            return True  # a member no longer matches its group (or now does): the caller loads again
         for ref, node in list(self.nodes_by_ref.items()):
-            if ref.kind == "module" and ref.name in info.modules:
+            if ref.kind == "group":
+                g = self.group(ref)
+                if g is not None:
+                    node.set_label(group_label(g, info))
+            elif ref.kind == "module" and ref.name in info.modules:
                 node.set_label(self._module_label(info.modules[ref.name]))
             elif ref.kind == "tensor" and ref.name in info.tensors:
                 node.set_label(self._tensor_label(info.tensors[ref.name]))
+        return False
 
     def render_label(self, node: TreeNode[NodeRef], base_style, style) -> Text:
         """The label, cut with "…" where the pane ends: a cut output shape never reads as a whole one."""
@@ -361,6 +431,11 @@ class ModuleTree(Tree[NodeRef]):
         node = self.cursor_node
         ref = node.data if node is not None else None
         return ref if ref is not None and ref.kind != "page" else None
+
+    def toggle_groups(self) -> bool:
+        """Group repeated blocks, or show every member; True when grouping is now on (call :meth:`load` after)."""
+        self.grouped = not self.grouped
+        return self.grouped
 
     def action_collapse_or_parent(self) -> None:
         node = self.cursor_node
