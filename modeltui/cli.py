@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scan", action="store_true", help="scan every tensor for NaN/Inf, zeros, constants, extreme values and "
                    "outliers across layers, and exit: 0 clean, 1 flagged, 2 error")
     p.add_argument("--depth", type=int, metavar="N", help="with --summary: show modules down to depth N")
+    p.add_argument("--no-groups", action="store_true",
+                   help="with --summary: list every numbered block (by default a run of identical ones prints once, as layers.[3-60] ×58)")
     from modeltui.convert import add_arguments
 
     add_arguments(p)
@@ -251,7 +253,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         from modeltui.summary import print_summary
 
-        print_summary(opened.info, depth=args.depth)
+        print_summary(opened.info, depth=args.depth, grouped=not args.no_groups)
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 
+from modeltui.core.groups import Group, group_children
 from modeltui.core.structure import ModelInfo, ModuleInfo
 from modeltui.format import fmt_bytes, fmt_count, fmt_shape, visible
 
@@ -32,19 +33,55 @@ def _rows_of(m: ModuleInfo) -> int:
     return n
 
 
-def _depth_limit(info: ModelInfo, requested: int | None) -> int | None:
+def _kids(info: ModelInfo, m: ModuleInfo, grouped: bool, odd: set[str] | None = None) -> list[str | Group]:
+    """A module's children as printed: runs of identical numbered blocks as one :class:`Group` each
+    (``odd`` collects the numbered ones that differ from their grouped siblings)."""
+    if not grouped or len(m.children) < 2:
+        return list(m.children)
+    g = group_children(info, m.path)
+    if odd is not None:
+        odd |= g.odd
+    return g.rows
+
+
+def _depth_limit(info: ModelInfo, requested: int | None, grouped: bool) -> int | None:
     """The deepest level to print: ``requested``, or the deepest that keeps to about MAX_ROWS rows."""
     if requested is not None:
         return requested
     level, depth, total = [""], 0, 0
     while level:
-        rows = sum(_rows_of(info.modules[p]) for p in level)
+        rows = 0
+        nxt: list[str] = []
+        for p in level:
+            m = info.modules[p]
+            rows += _rows_of(m)
+            for k in _kids(info, m, grouped)[:MAX_CHILD_ROWS]:
+                if isinstance(k, Group):
+                    rows += 1  # the group's row; its first block prints below it
+                    nxt.append(k.first)
+                else:
+                    nxt.append(k)
         if total + rows > MAX_ROWS:
             return max(depth - 1, 0)
         total += rows
-        level = [c for p in level for c in info.modules[p].children[:MAX_CHILD_ROWS]]
+        level = nxt
         depth += 1
     return None
+
+
+def _subtree_counts(info: ModelInfo, path: str) -> tuple[int, int]:
+    """(modules, tensors) in the subtree of ``path``, itself included."""
+    fast = getattr(info.modules, "subtree_counts", None)  # a lazy listing counts from its sorted names
+    if fast is not None:
+        return fast(path)
+    modules = tensors = 0
+    stack = [path]
+    while stack:
+        m = info.modules[stack.pop()]
+        modules += 1
+        tensors += len(m.tensors)
+        stack.extend(m.children)
+    return modules, tensors
 
 
 def _indent(level: int) -> str:
@@ -59,8 +96,12 @@ def _tied(t) -> str:
     return "tied: " + shown
 
 
-def print_summary(info: ModelInfo, *, depth: int | None = None, file=None) -> None:
-    """Print the header facts and the module/tensor tree of ``info``."""
+def print_summary(info: ModelInfo, *, depth: int | None = None, file=None, grouped: bool = True) -> None:
+    """Print the header facts and the module/tensor tree of ``info``.
+
+    ``grouped``: a run of numbered blocks with the same structure prints as one
+    row (``layers.[3-60] ×58``, the total) followed by its first block.
+    """
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -68,11 +109,11 @@ def print_summary(info: ModelInfo, *, depth: int | None = None, file=None) -> No
     out = file or sys.stdout
     isatty = getattr(out, "isatty", lambda: False)()
     console = Console(file=out, width=None if isatty else 140, highlight=False, markup=False, emoji=False)
-    limit = _depth_limit(info, depth)
+    limit = _depth_limit(info, depth, grouped)
 
     kind = "module" if info.kind == "module" else "state_dict (no architecture)"
     console.print(Text.assemble(("modeltui ", "bold"), (visible(info.label, limit=300), "bold cyan"), f"  [{kind}]"))
-    constants = [t for t in info.tensors.values() if t.kind == "constant"]
+    constants = [t for t in info.tensors.values() if t.kind == "constant"] if info.kind == "module" else []
     head = f"params {fmt_count(info.total_params)} ({info.total_params:,})"
     if info.kind == "module":
         head += f"  trainable {fmt_count(info.trainable_params)}"
@@ -92,14 +133,27 @@ def print_summary(info: ModelInfo, *, depth: int | None = None, file=None) -> No
     table.add_column("notes")
 
     shown_modules = shown_tensors = 0
+    represented_modules = represented_tensors = 0  # members of a group other than its first block
     cut_by_depth = cut_by_cap = False
     # items: ("module", path, level) or ("more", text, level)
     stack: list[tuple[str, str, int]] = [("module", "", 0)]
+    groups: dict[str, Group] = {}  # first block -> its group, for the "group" items
+    odd: set[str] = set()  # numbered blocks unlike their grouped siblings
     while stack:
         what, ref, level = stack.pop()
         indent = _indent(level)
         if what == "more":
             table.add_row(Text(indent + ref, style="dim"), "", "", "", "", "")
+            continue
+        if what == "group":
+            g = groups[ref]
+            table.add_row(Text(indent + visible(g.label, limit=200), style="bold magenta"),
+                          Text(f"×{len(g.members):,} blocks"), "", "", fmt_count(g.params),
+                          Text(f"identical: each {fmt_count(g.member_params)}, as {visible(g.first.rpartition('.')[2])} below"))
+            one = _subtree_counts(info, g.first)  # the members are alike: each counts as the first
+            represented_modules += one[0] * (len(g.members) - 1)
+            represented_tensors += one[1] * (len(g.members) - 1)
+            stack.append(("module", g.first, level + 1))
             continue
         m = info.modules[ref]
         shown_modules += 1
@@ -109,6 +163,8 @@ def print_summary(info: ModelInfo, *, depth: int | None = None, file=None) -> No
                          + (f" and {len(m.shared_with) - MAX_TIED_SHOWN} others" if len(m.shared_with) > MAX_TIED_SHOWN else ""))
         if m.lazy:
             notes.append("lazy, uninitialised")
+        if m.path in odd:
+            notes.append("≠ its numbered siblings")
         at_limit = limit is not None and level >= limit and m.children
         if at_limit:
             notes.append(f"{len(m.children):,} submodule(s) not shown")
@@ -146,15 +202,24 @@ def print_summary(info: ModelInfo, *, depth: int | None = None, file=None) -> No
             table.add_row(Text(indent + f"  … {len(m.tensors) - MAX_TENSOR_ROWS:,} more tensors", style="dim"), "", "", "", "", "")
         if at_limit:
             continue
-        kids = m.children[:MAX_CHILD_ROWS]
-        if len(m.children) > MAX_CHILD_ROWS:
+        rows = _kids(info, m, grouped, odd)
+        kids = rows[:MAX_CHILD_ROWS]
+        if len(rows) > MAX_CHILD_ROWS:
             cut_by_cap = True
-            stack.append(("more", f"… {len(m.children) - MAX_CHILD_ROWS:,} more submodules", level + 1))
-        stack.extend(("module", c, level + 1) for c in reversed(kids))
+            stack.append(("more", f"… {len(rows) - MAX_CHILD_ROWS:,} more submodules", level + 1))
+        for c in reversed(kids):
+            if isinstance(c, Group):
+                groups[c.first] = c
+                stack.append(("group", c.first, level + 1))
+            else:
+                stack.append(("module", c, level + 1))
 
     console.print(table)
-    hidden_modules = len(info.modules) - shown_modules
-    hidden_tensors = len(info.tensors) - shown_tensors
+    hidden_modules = len(info.modules) - shown_modules - represented_modules
+    hidden_tensors = len(info.tensors) - shown_tensors - represented_tensors
+    if represented_modules:
+        console.print(Text(f"{represented_modules:,} module(s) and {represented_tensors:,} tensor(s) in repeated blocks "
+                           "shown once per group (--no-groups lists every block)", style="dim"), soft_wrap=True)
     if hidden_modules or hidden_tensors:
         why = []
         if cut_by_depth:

@@ -135,7 +135,10 @@ def wide():
 
 def test_summary_caps_submodules_and_counts_exactly_what_is_hidden(user_dir, capsys):
     (user_dir / "wide.py").write_text(WIDE)
-    assert main(["wide.py:wide", "--summary"]) == 0
+    assert main(["wide.py:wide", "--summary"]) == 0  # 150 alike: one group row and the first of them
+    out = capsys.readouterr().out
+    assert sum(1 for line in out.splitlines() if "  Linear  " in line) == 1 and "×150 blocks" in out and "not shown" not in out
+    assert main(["wide.py:wide", "--summary", "--no-groups"]) == 0
     out = capsys.readouterr().out
     assert "… 50 more submodules" in out
     assert sum(1 for line in out.splitlines() if "  Linear  " in line) == 100

@@ -224,3 +224,36 @@ def test_groups_of_a_module_model_compare_classes_too():
     g = group_children(info, "0")
     assert [r.label if hasattr(r, "label") else r for r in g.rows] == ["0.[0-3]", "0.4", "0.[5-7]"]
     assert g.odd == {"0.4"}
+
+
+def test_summary_prints_a_group_once_and_counts_what_it_stands_for(frontier, tmp_path):
+    import io
+
+    from modeltui.summary import print_summary
+
+    fr, _ = frontier
+    info, _, source = open_checkpoint(fr.folder)
+    source.close()
+    out = io.StringIO()
+    print_summary(info, file=out)
+    text = out.getvalue()
+    lines = text.splitlines()
+    assert len(lines) < 150  # 95k tensors, one screenful or two
+    row = next(line for line in lines if line.strip().startswith("layers.[3-63]"))
+    assert "×61 blocks" in row and "702B" in row
+    assert any(line.strip().startswith("experts.[0-255]") for line in lines)
+    assert "experts.17" not in text and "not shown" not in text  # every block is either printed or stood for
+    assert "in repeated blocks shown once per group" in text
+
+    small, _, source = open_checkpoint(_experts(tmp_path, {5: ("F32", (4, 8))}))
+    source.close()
+    out = io.StringIO()
+    print_summary(small, file=out)
+    rows = [line.split()[0] for line in out.getvalue().splitlines()[3:] if line.strip()]
+    assert rows[:5] == ["(root)", "moe", "experts", "experts.[0-4]", "0"]
+    five = next(line for line in out.getvalue().splitlines() if line.strip().startswith("5 "))
+    assert "≠ its numbered siblings" in five
+    out = io.StringIO()
+    print_summary(small, file=out, grouped=False)
+    assert "experts.[" not in out.getvalue()
+    assert [line.split()[0] for line in out.getvalue().splitlines() if line[:7].strip().isdigit()] == [str(i) for i in range(10)]

@@ -205,6 +205,16 @@ class LazyModules(Mapping):
         specs = self._specs
         return tuple((n[k:], tuple(specs[n]["shape"]), specs[n]["dtype"]) for n in tree.names[lo:hi])
 
+    def subtree_counts(self, path: str) -> tuple[int, int]:
+        """(modules, tensors) under ``path``, itself included."""
+        tree = self._tree
+        lo, hi = tree.span(path)
+        modules, stack = 0, [path]
+        while stack:
+            modules += 1
+            stack.extend(tree.scan(stack.pop())[0])
+        return modules, hi - lo
+
     def walk(self) -> Iterator[tuple[str, list[str]]]:
         """``(path, own tensor names)`` of every module in order, without making objects (search)."""
         tree = self._tree
