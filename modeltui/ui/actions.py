@@ -53,6 +53,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("N", "prev_match", "Prev", "Previous match", "previous search match", footer=False),
     Action("v", "edit_slice", "Slice", "Edit slice", "edit the slice of values shown, e.g. [0, :10] or [..., -1]", footer=False),
     Action("g", "toggle_grad", "Grad", "Toggle gradient", "show the gradient instead of the values (when there is one)", footer=False),
+    Action("D", "toggle_dequant", "Dequant", "Dequantized", "an fp8 weight with a scale tensor (weight_scale_inv): show weight × scale, block by block, in float32 (toggle)", footer=False),
     Action("G", "zero_grads", "Zero grads", "Zero grads", "clear every parameter's grad (set to None; grads are not saved and not undone)", footer=False),
     Action("less_than_sign", "narrow_tree", "Narrower", "Narrower tree", "make the tree pane narrower", shown="<", footer=False),
     Action("greater_than_sign", "widen_tree", "Wider", "Wider tree", "make the tree pane wider", shown=">", footer=False),

@@ -265,6 +265,15 @@ class ModelTuiApp(CompareActions, EditActions, KeyActions, ForwardActions, App[i
         if why:
             self.say(why, severity="warning")
 
+    def action_toggle_dequant(self) -> None:
+        name = self.main.selected_tensor()
+        panel = self.main.tensor_panel
+        if name is not None and self.opened is not None and panel.tensor != name:
+            panel.show(self.opened, name)
+        why = panel.toggle_dequant()
+        if why:
+            self.say(why, severity="warning")
+
     def action_toggle_groups(self) -> None:
         if self.opened is None:
             return

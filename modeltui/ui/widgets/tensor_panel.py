@@ -106,6 +106,9 @@ def fit_columns(grid: ValueGrid, width: int, labels) -> ValueGrid:
     return out
 
 
+DEQUANT = "dequant"  # the panel's mode for an fp8 weight times its scale
+
+
 class TensorPanel(Vertical):
     """Statistics, histogram and values of one tensor (or of its gradient)."""
 
@@ -121,13 +124,15 @@ class TensorPanel(Vertical):
         self.opened: Opened | None = None
         self.tensor: str | None = None
         self.show_grad = False
-        self.stats_cache: dict[tuple[str, bool], TensorStats] = {}
+        self.show_dequant = False  # an fp8 weight times its scale tensor (D)
+        self.stats_cache: dict[tuple[str, bool | str], TensorStats] = {}
         self._stats_request = 0
         self._values_request = 0
         self._typed_request = -1  # the values request of a slice typed into the box
         self._grid: ValueGrid | None = None
         self._grid_text = ""
-        self._grid_of: tuple[str, bool] | None = None  # (tensor, grad) the grid shows
+        self._grid_of: tuple[str, bool | str] | None = None  # (tensor, mode) the grid shows
+        self._dequantized = None  # ((opened, name), float32 tensor) of the last dequantized view
 
     def compose(self):
         yield Static(id="tensor-title")
@@ -159,7 +164,7 @@ class TensorPanel(Vertical):
         if not same:
             from modeltui.core.slicing import default_slice
 
-            self.show_grad = False
+            self.show_grad = self.show_dequant = False
             self.query_one("#slice", Input).value = default_slice(opened.info.tensors[name].shape)
             self._slice_error("")
         self.add_class("visible")
@@ -174,6 +179,7 @@ class TensorPanel(Vertical):
     def invalidate(self) -> None:
         """The model changed: forget cached statistics and repaint what is shown."""
         self.stats_cache.clear()
+        self._dequantized = None
         if self.tensor is not None and self.info is not None:
             if self.tensor in self.info.tensors:
                 self._load()
@@ -196,8 +202,28 @@ class TensorPanel(Vertical):
                    else "run a backward pass first: f, then pick a loss")
             return f"'{visible(x.name)}' has no gradient ({why})"
         self.show_grad = not self.show_grad
+        self.show_dequant = False
         self._load()
         return None
+
+    def toggle_dequant(self) -> str | None:
+        """Switch between the stored values and the dequantized ones (weight × its scale); returns why not, or None."""
+        if self.tensor is None or self.info is None:
+            return "select a tensor first"
+        from modeltui.core.dequant import scaling_of
+
+        if scaling_of(self.info, self.tensor) is None and not self.show_dequant:
+            return (f"'{visible(self.tensor, limit=120)}' has no scale to dequantize with "
+                    "(an fp8 / int8 2-D weight with a '_scale_inv' or '_scale' tensor next to it)")
+        self.show_dequant = not self.show_dequant
+        self.show_grad = False
+        self._load()
+        return None
+
+    @property
+    def mode(self) -> bool | str:
+        """What the panel shows of the tensor: False its values, True its .grad, DEQUANT its dequantized values."""
+        return True if self.show_grad else DEQUANT if self.show_dequant else False
 
     def _load(self) -> None:
         name = self.tensor
@@ -210,14 +236,14 @@ class TensorPanel(Vertical):
             self.query_one("#histogram", Static).update("")
             self._clear_values("")
             return
-        key = (name, self.show_grad)
+        key = (name, self.mode)
         if key in self.stats_cache:
             self._render_stats(self.stats_cache[key])
         else:
             self.query_one("#stats", Static).update(Text("computing statistics…", style="dim"))
             self.query_one("#histogram", Static).update("")
-            self.compute_stats(self._stats_request, name, self.show_grad)
-        self.compute_values(self._values_request, name, self.show_grad, self.query_one("#slice", Input).value)
+            self.compute_stats(self._stats_request, name, self.mode)
+        self.compute_values(self._values_request, name, self.mode, self.query_one("#slice", Input).value)
 
     def _render_title(self) -> None:
         x = self.info.tensors[self.tensor]
@@ -238,11 +264,30 @@ class TensorPanel(Vertical):
             t.append("  [showing .grad]", style="bold magenta")
         elif x.has_grad:
             t.append("  (has .grad: press g)", style="magenta")
+        from modeltui.core.dequant import scaling_of
+
+        scaling = scaling_of(self.info, x.name)
+        if self.show_dequant and scaling is not None:
+            t.append(f"  [dequantized: {visible(scaling.describe())}, float32]", style="bold magenta")
+        elif scaling is not None:
+            t.append("  (scaled: press D for the dequantized values)", style="magenta")
         self.query_one("#tensor-title", Static).update(t)
 
     # ------------------------------------------------------------ workers
 
-    def _tensor(self, opened: Opened, name: str, grad: bool):
+    def _tensor(self, opened: Opened, name: str, grad: bool | str):
+        if grad == DEQUANT:
+            from modeltui.core.dequant import dequantize, scaling_of
+
+            scaling = scaling_of(opened.info, name)
+            if scaling is None:
+                raise ModelTuiError(f"'{name}' has no scale to dequantize with")
+            cached = self._dequantized
+            if cached is not None and cached[0] == (opened, name):
+                return cached[1]
+            x = dequantize(opened.tensor(name), opened.tensor(scaling.scale), scaling.block)
+            self._dequantized = ((opened, name), x)  # stats and values share one (the last tensor's only)
+            return x
         t = opened.tensor(name)
         if grad:
             if t.grad is None:
@@ -312,7 +357,7 @@ class TensorPanel(Vertical):
         message.stop()
         if message.request != self._values_request:
             return
-        if self._grid_of != (message.name, self.show_grad):  # never leave another tensor's values under this one's title
+        if self._grid_of != (message.name, self.mode):  # never leave another tensor's values under this one's title
             self._clear_values("")
         self._slice_error(message.error)
 
@@ -354,7 +399,7 @@ class TensorPanel(Vertical):
         if self.tensor is not None:
             self._values_request += 1
             self._typed_request = self._values_request
-            self.compute_values(self._values_request, self.tensor, self.show_grad, event.value)
+            self.compute_values(self._values_request, self.tensor, self.mode, event.value)
 
     class SliceChosen(Message):
         """A slice the user typed was shown: focus goes back to where keys work (a bad one keeps it)."""
