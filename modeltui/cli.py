@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scan", action="store_true", help="scan every tensor for NaN/Inf, zeros, constants, extreme values and "
                    "outliers across layers, and exit: 0 clean, 1 flagged, 2 error")
     p.add_argument("--depth", type=int, metavar="N", help="with --summary: show modules down to depth N")
+    p.add_argument("--max-memory", metavar="DEV=SIZE,...",
+                   help="with --summary: where accelerate's infer_auto_device_map would put each module, e.g. "
+                   "cuda:0=80GiB,cuda:1=80GiB,cpu=512GiB (needs accelerate: pip install 'modeltui[plan]')")
     p.add_argument("--no-groups", action="store_true",
                    help="with --summary: list every numbered block (by default a run of identical ones prints once, as layers.[3-60] ×58)")
     from modeltui.convert import add_arguments
@@ -198,6 +201,8 @@ def _run(args: argparse.Namespace) -> int:
         raise TargetError("--depth must be 0 or more")
     if args.summary and args.json:
         raise TargetError("--summary and --json cannot be combined")
+    if args.max_memory and not args.summary:
+        raise TargetError("--max-memory goes with --summary (the device map is printed there)")
     from modeltui.convert import check_arguments, run_convert, wants_convert
     from modeltui.core.request import OpenRequest
 
@@ -253,7 +258,13 @@ def _run(args: argparse.Namespace) -> int:
     else:
         from modeltui.summary import print_summary
 
-        print_summary(opened.info, depth=args.depth, grouped=not args.no_groups)
+        plan = None
+        if args.max_memory:
+            from modeltui.core.memory_plan import plan_devices
+
+            with user_output_to_stderr():
+                plan = plan_devices(opened, args.max_memory)
+        print_summary(opened.info, depth=args.depth, grouped=not args.no_groups, plan=plan)
     return 0
 
 

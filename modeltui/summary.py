@@ -23,6 +23,7 @@ MAX_CHILD_ROWS = 100
 MAX_TIED_SHOWN = 3
 MAX_INDENT = 12  # levels of indentation; deeper rows show their level instead
 MAX_METADATA = 50
+MAX_PLAN_ROWS = 40  # runs of the device map printed
 
 
 def _rows_of(m: ModuleInfo) -> int:
@@ -96,7 +97,7 @@ def _tied(t) -> str:
     return "tied: " + shown
 
 
-def print_summary(info: ModelInfo, *, depth: int | None = None, file=None, grouped: bool = True) -> None:
+def print_summary(info: ModelInfo, *, depth: int | None = None, file=None, grouped: bool = True, plan=None) -> None:
     """Print the header facts and the module/tensor tree of ``info``.
 
     ``grouped``: a run of numbered blocks with the same structure prints as one
@@ -228,6 +229,7 @@ def print_summary(info: ModelInfo, *, depth: int | None = None, file=None, group
             why.append(f"at most {MAX_TENSOR_ROWS} tensors and {MAX_CHILD_ROWS} submodules per module")
         console.print(Text(f"{hidden_modules:,} module(s) and {hidden_tensors:,} tensor(s) not shown ({'; '.join(why)})", style="dim"),
                       soft_wrap=True)
+    _print_memory(console, info, plan)
     if info.metadata:
         console.print(Text("metadata", style="bold"))
         items = list(info.metadata.items())
@@ -237,3 +239,28 @@ def print_summary(info: ModelInfo, *, depth: int | None = None, file=None, group
             console.print(Text(f"  … {len(items) - MAX_METADATA:,} more entries", style="dim"))
     for w in info.warnings:
         console.print(Text("warning: " + visible(w, limit=2000), style="yellow"))
+
+
+def _print_memory(console, info: ModelInfo, plan) -> None:
+    """The memory section: the model's bytes as stored and cast; with ``plan``, where each module would go."""
+    from rich.text import Text
+
+    from modeltui.core.memory_plan import TARGETS, device_name, footprint, placement_runs
+
+    f = footprint(info)
+    line = f"memory  {fmt_bytes(f.stored)} as stored · as " + " · ".join(f"{k} {fmt_bytes(f.as_dtype(k))}" for k in TARGETS)
+    console.print(Text(line + "  (int4: the weights alone, no scales)", style="bold"), soft_wrap=True)
+    if plan is None:
+        return
+    asked = ", ".join(f"{device_name(d)} {fmt_bytes(n)}" for d, n in plan.max_memory.items())
+    console.print(Text(f"device map (accelerate infer_auto_device_map within {asked})", style="bold"), soft_wrap=True)
+    for d, n in plan.per_device.items():
+        console.print(Text(f"  {d:<8} {fmt_bytes(n):>10}"))
+    runs = placement_runs(plan.device_map)
+    for first, last, count in runs[:MAX_PLAN_ROWS]:
+        what = visible(first or "(everything)", limit=120)
+        if count > 1:
+            what += f" … {visible(last, limit=120)} ({count:,} entries)"
+        console.print(Text(f"  {device_name(plan.device_map[first]):<8} {what}"), soft_wrap=True)
+    if len(runs) > MAX_PLAN_ROWS:
+        console.print(Text(f"  … {len(runs) - MAX_PLAN_ROWS:,} more runs", style="dim"))

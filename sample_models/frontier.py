@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 
 #: bytes per element of the safetensors dtype codes used here
-_ITEM = {"F8_E4M3": 1, "F8_E5M2": 1, "BF16": 2, "F32": 4, "F16": 2, "U8": 1}
+_ITEM = {"F8_E4M3": 1, "F8_E5M2": 1, "BF16": 2, "F32": 4, "F16": 2, "U8": 1, "I64": 8, "BOOL": 1}
 BLOCK = 128  # the fp8 block size of the scales
 
 

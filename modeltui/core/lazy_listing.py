@@ -215,6 +215,22 @@ class LazyModules(Mapping):
             stack.extend(tree.scan(stack.pop())[0])
         return modules, hi - lo
 
+    def footprint_parts(self, path: str, float_codes: set[str]) -> tuple[int, int, int]:
+        """(stored bytes, floating-point elements, bytes of the other tensors) under ``path``."""
+        tree = self._tree
+        lo, hi = tree.span(path)
+        specs, numel = self._specs, tree._numel
+        stored = elements = fixed = 0
+        for n in tree.names[lo:hi]:
+            s = specs[n]
+            b, e = s["data_offsets"]
+            stored += e - b
+            if s["dtype"] in float_codes:
+                elements += numel[n]
+            else:
+                fixed += e - b
+        return stored, elements, fixed
+
     def walk(self) -> Iterator[tuple[str, list[str]]]:
         """``(path, own tensor names)`` of every module in order, without making objects (search)."""
         tree = self._tree

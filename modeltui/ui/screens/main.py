@@ -204,6 +204,8 @@ class MainScreen(Screen):
             compare.hide()
         elif ref.kind == "group":  # its first member stands for all (the label says how many, the totals)
             self.show_module(ref.name)
+            if ref.name in info.modules:
+                self.module_panel.show(info, info.modules[ref.name], group=self.tree.group(ref))
             self.tensor_panel.hide()
             compare.hide()
         elif ref.kind == "other":  # a tensor only the compared target has

@@ -6,8 +6,9 @@ from rich.text import Text
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
+from modeltui.core.memory_plan import footprint
 from modeltui.core.structure import ModelInfo, ModuleInfo, TensorInfo
-from modeltui.format import fmt_count, fmt_shape, visible
+from modeltui.format import fmt_bytes, fmt_count, fmt_shape, visible
 from modeltui.ui.widgets.tree import grad_text
 
 MAX_ROWS = 200  # tensors listed per module; the tree and search reach the rest
@@ -19,6 +20,13 @@ def tied_text(x: TensorInfo, limit: int = MAX_TIED_SHOWN) -> str:
     """``a, b, c and 4,997 others`` (a pickle can give one tensor thousands of names)."""
     shown = ", ".join(visible(n, limit=60) for n in x.some_tied(limit))
     return shown + (f" and {x.tied_count - limit:,} others" if x.tied_count > limit else "")
+
+
+def memory_line(f) -> str:
+    """``memory 1.2 GiB · as f32 2.4 GiB · bf16 1.2 GiB · fp8 620 MiB · int4 310 MiB`` (stored, then cast)."""
+    from modeltui.core.memory_plan import SHORT
+
+    return f"memory {fmt_bytes(f.stored)} · as " + " · ".join(f"{short} {fmt_bytes(f.as_dtype(k))}" for k, short in SHORT.items())
 
 
 class ModulePanel(Vertical):
@@ -39,9 +47,13 @@ class ModulePanel(Vertical):
         for col in self.COLUMNS:
             table.add_column(col, key=col)
 
-    def show(self, info: ModelInfo, m: ModuleInfo) -> None:
-        """Render module ``m`` of ``info``."""
+    def show(self, info: ModelInfo, m: ModuleInfo, group=None) -> None:
+        """Render module ``m`` of ``info`` (the first block of ``group``, a run of identical ones, when given)."""
         t = Text()
+        if group is not None:
+            t.append(f"{visible(group.label, limit=120)} ×{len(group.members):,}", style="bold magenta")
+            t.append(f"  identical blocks, {fmt_count(group.params)} params, "
+                     f"{fmt_bytes(footprint(info, m.path).stored * len(group.members))} stored; the first of them:\n", style="magenta")
         t.append(visible(m.path or "(root)", limit=200), style="bold")
         if m.type:
             t.append(f"  {visible(m.type)}", style="cyan")
@@ -49,6 +61,7 @@ class ModulePanel(Vertical):
             t.append(f"({visible(m.extra_repr, limit=MAX_REPR)})", style="dim")
         t.append("\n")
         t.append(f"subtree params {fmt_count(m.params)} ({m.params:,})  own {fmt_count(m.own_params)}  children {len(m.children):,}", style="dim")
+        t.append("\n" + memory_line(footprint(info, m.path)), style="dim")
         if m.shared_with:
             t.append(f"\nsame module object as {', '.join(visible(p) for p in m.shared_with[:5])}", style="yellow")
         if m.lazy:
