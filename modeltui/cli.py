@@ -254,7 +254,10 @@ def _run(args: argparse.Namespace) -> int:
         for note in report.notes():
             sys.stderr.write(f"modeltui: warning: {visible(note)}\n")
     elif args.json:
-        sys.stdout.write(json.dumps(opened.info.to_json(), default=str) + "\n")
+        from modeltui.core.readers import paused_gc
+
+        with paused_gc():  # a 100k-tensor listing is 300k small objects that all live until the end
+            sys.stdout.write(json.dumps(opened.info.to_json(), default=str) + "\n")
     else:
         from modeltui.summary import print_summary
 

@@ -8,6 +8,7 @@ messages (``ui/messages.py``).
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -177,6 +178,8 @@ class ModelTuiApp(CompareActions, EditActions, KeyActions, ForwardActions, App[i
             self._show_nonfinite(start)
         self.call_after_refresh(self._painted)
         self.call_after_refresh(self.offer_prefix_strip)
+        # a frontier listing is ~300k long-lived objects: out of the cyclic GC's way (refcounting still frees them)
+        gc.freeze()
 
     def _outputs(self) -> dict:
         return {p: r.shapes for p, r in self.forward_records.items()}

@@ -13,6 +13,7 @@ The format is sniffed once (:func:`sniff`, by magic bytes and names);
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 from typing import Any
@@ -66,12 +67,26 @@ def open_checkpoint(path: str, *, trust: bool = False, label: str | None = None)
     return ck.info, ck.module, ck.source
 
 
-def read_checkpoint(path: str, *, trust: bool = False, label: str | None = None) -> Listing:
-    """Open ``path`` as a :class:`Listing`; every failure is a :class:`TargetError`."""
-    # Listing allocates one small object per tensor and module; the cyclic
-    # GC would rescan them many times over for nothing (2x on big headers).
+@contextlib.contextmanager
+def paused_gc():
+    """No cyclic GC inside: code that allocates many small objects and frees none (a listing, its JSON)
+    would have the collector rescan them many times over for nothing (2x on big headers)."""
     was_enabled = gc.isenabled()
     gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def read_checkpoint(path: str, *, trust: bool = False, label: str | None = None) -> Listing:
+    """Open ``path`` as a :class:`Listing`; every failure is a :class:`TargetError`."""
+    with paused_gc():
+        return _read_checkpoint(path, trust=trust, label=label)
+
+
+def _read_checkpoint(path: str, *, trust: bool, label: str | None) -> Listing:
     try:
         return _open_checkpoint(path, trust=trust, label=label or path)
     except ModelTuiError:
@@ -84,9 +99,6 @@ def read_checkpoint(path: str, *, trust: bool = False, label: str | None = None)
         raise CheckpointError(
             f"{os.path.basename(os.path.normpath(path))}: corrupt or unreadable checkpoint ({type(e).__name__}: {short_reason(e)})"
         ) from None
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _open_checkpoint(path: str, *, trust: bool, label: str) -> Listing:
