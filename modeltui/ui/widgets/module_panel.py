@@ -9,7 +9,7 @@ from textual.widgets import DataTable, Static
 from modeltui.core.memory_plan import footprint
 from modeltui.core.structure import ModelInfo, ModuleInfo, TensorInfo
 from modeltui.format import fmt_bytes, fmt_count, fmt_shape, visible
-from modeltui.ui.widgets.tree import grad_text
+from modeltui.ui.widgets.tree_labels import grad_text
 
 MAX_ROWS = 200  # tensors listed per module; the tree and search reach the rest
 MAX_TIED_SHOWN = 3
