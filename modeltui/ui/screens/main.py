@@ -131,9 +131,9 @@ class MainScreen(Screen):
         self.header.show_info(info, dirty)
         ref = tree.cursor_ref()
         if ref is not None:
-            path = ref.name if ref.kind == "module" else (info.tensors[ref.name].module if ref.name in info.tensors else "")
+            path = ref.name if ref.kind in ("module", "group") else (info.tensors[ref.name].module if ref.name in info.tensors else "")
             if path in info.modules:
-                self.module_panel.show(info, info.modules[path])
+                self.module_panel.show(info, info.modules[path], group=tree.group(ref))
         self.tensor_panel.invalidate()
 
     def _rebuild_tree(self, info) -> None:
